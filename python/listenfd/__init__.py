@@ -1,0 +1,33 @@
+"""Systemd socket activation for Python servers.
+
+``from_systemd()`` returns the sockets a service manager passed to this process;
+``bind_or_inherit()`` gives a server the socket it asked for, inherited when one
+was passed, freshly bound otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.platform == "win32":  # pragma: no cover - fenced off, see README
+    raise ImportError(
+        "listenfd needs a Unix system: socket activation hands sockets over as numbered "
+        "file descriptors (fd 3, 4, ...), which Windows does not have"
+    )
+
+from listenfd._bind import bind_or_inherit, parse_address
+from listenfd._listenfd import (
+    SD_LISTEN_FDS_START,
+    ActivationError,
+    InheritedSocket,
+    from_systemd,
+)
+
+__all__ = [
+    "SD_LISTEN_FDS_START",
+    "ActivationError",
+    "InheritedSocket",
+    "bind_or_inherit",
+    "from_systemd",
+    "parse_address",
+]

@@ -1,0 +1,3 @@
+from listenfd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""Choosing between inherited and freshly bound sockets: the one rule of listenfd.
+
+For the socket a server wants:
+1. an inherited socket whose name is the one asked for;
+2. else an inherited socket whose address is the one asked for (dual-stack aware);
+3. else, when exactly one socket was inherited, that one;
+4. else bind fresh.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Sequence
+from typing import NamedTuple, Optional, Union
+
+from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
+
+logger = logging.getLogger("listenfd")
+
+TcpAddress = tuple[str, int]
+Address = Union[TcpAddress, str]
+AddressLike = Union[TcpAddress, str, "os.PathLike[str]"]
+
+_V6_PORT = re.compile(r"\[([^\]]*)\]:(\d+)")
+_HOST_PORT = re.compile(r"([^/:\[\]]*):(\d+)")
+
+
+def parse_address(address: AddressLike) -> Address:
+    """Normalise ``("host", port)``, ``"host:port"``, ``"[v6]:port"`` or a unix path.
+
+    Returns ``(host, port)`` for TCP (brackets stripped) or the path as a string.
+    """
+    if isinstance(address, tuple):
+        if len(address) < 2:
+            raise ValueError(f"expected (host, port), got {address!r}")
+        host, port = address[0], address[1]
+        return (str(host), _port(port, address))
+    if isinstance(address, os.PathLike):
+        return os.fspath(address)
+    if not isinstance(address, str):
+        raise TypeError(
+            f"expected (host, port), 'host:port', '[v6]:port' or a unix socket path, "
+            f"got {type(address).__name__}"
+        )
+    match = _V6_PORT.fullmatch(address) or _HOST_PORT.fullmatch(address)
+    if match:
+        return (match.group(1), _port(match.group(2), address))
+    if address.isdigit():
+        raise ValueError(
+            f"{address!r} is ambiguous: write '127.0.0.1:{address}' for a TCP port, "
+            f"or './{address}' for a unix socket path"
+        )
+    if "/" not in address and ":" in address:
+        raise ValueError(
+            f"{address!r} is neither 'host:port', '[v6]:port' nor a unix socket path"
+        )
+    return address
+
+
+def _port(value: object, address: object) -> int:
+    try:
+        port = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"port {value!r} in {address!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} in {address!r} is out of range 0..65535")
+    return port
+
+
+def _describe(address: Address) -> str:
+    if isinstance(address, str):
+        return address
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Pool:
+    """The sockets this process inherited, claimed once, handed out once each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: Optional[list[InheritedSocket]] = None
+
+    def get(self) -> list[InheritedSocket]:
+        with self._lock:
+            if self._sockets is None:
+                self._sockets = from_systemd()
+            return self._sockets
+
+
+_pool = _Pool()
+
+
+class Choice(NamedTuple):
+    socket: Optional[InheritedSocket]
+    reason: str
+
+
+def _owned(sock: InheritedSocket) -> bool:
+    try:
+        sock.fileno()
+    except ValueError:
+        return False
+    return True
+
+
+def _matching_ips(host: str, port: int) -> list[str]:
+    if host in ("", "*"):
+        return ["0.0.0.0"]
+    try:
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+        )
+    except socket.gaierror:
+        return []
+    return [str(info[4][0]) for info in infos]
+
+
+def _matches(sock: InheritedSocket, address: Address) -> bool:
+    if sock.type != socket.SOCK_STREAM:
+        return False
+    if isinstance(address, str):
+        return sock.matches(address)
+    host, port = address
+    return any(sock.matches((ip, port)) for ip in _matching_ips(host, port))
+
+
+def choose(
+    address: Optional[Address],
+    name: Optional[str],
+    sockets: Sequence[InheritedSocket],
+) -> Choice:
+    """Apply the selection rule to ``sockets`` (the whole inherited set).
+
+    Returns the chosen socket (``None``: bind fresh) and the reason in words.
+    """
+    available = [s for s in sockets if _owned(s)]
+    if name is not None:
+        named = [s for s in available if s.name == name]
+        if named:
+            by_address = [s for s in named if address is not None and _matches(s, address)]
+            return Choice((by_address or named)[0], f"its name is {name!r}")
+    if address is not None:
+        for sock in available:
+            if _matches(sock, address):
+                return Choice(sock, f"its address is {_describe(address)}")
+    if len(sockets) == 1 and available:
+        return Choice(available[0], "it is the only socket passed")
+    if not sockets:
+        return Choice(None, "no sockets were passed")
+    wanted = " or ".join(
+        part
+        for part in (
+            f"name {name!r}" if name is not None else "",
+            _describe(address) if address is not None else "",
+        )
+        if part
+    )
+    passed = ", ".join(repr(s) for s in sockets)
+    return Choice(None, f"none of the {len(sockets)} passed sockets has {wanted}: {passed}")
+
+
+def _require_listening_stream(sock: InheritedSocket, reason: str) -> None:
+    if sock.type != socket.SOCK_STREAM or not sock.listening:
+        raise ActivationError(
+            f"fd {sock.fd} (name {sock.name!r}) was chosen because {reason}, but it is "
+            f"{sock!r}: expected a listening SOCK_STREAM socket (a .socket unit with "
+            f"ListenStream= and Accept=no)"
+        )
+
+
+def _bind_fresh(address: Address, backlog: Optional[int]) -> socket.socket:
+    backlog = socket.SOMAXCONN if backlog is None else backlog
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(
+                    exc.errno,
+                    f"{address} already exists; listenfd never removes a file it did not "
+                    f"create: remove it yourself, or let the service manager pass the socket",
+                ) from None
+            raise
+        sock.listen(backlog)
+        return sock
+    host, port = address
+    infos = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_or_inherit(
+    address: AddressLike,
+    *,
+    name: Optional[str] = None,
+    sockets: Optional[Sequence[InheritedSocket]] = None,
+    backlog: Optional[int] = None,
+) -> socket.socket:
+    """A listening socket for ``address``: inherited from the service manager when
+    one fits, freshly bound otherwise.
+
+    ``address`` is ``("host", port)``, ``"host:port"``, ``"[v6]:port"`` or a unix
+    socket path. ``name`` selects an inherited socket by its ``FileDescriptorName=``.
+    ``sockets`` defaults to this process's inherited sockets, claimed once with
+    ``from_systemd()`` and handed out at most once each. ``backlog`` applies to a
+    fresh bind only: an inherited socket keeps the backlog its manager gave it.
+
+    The choice and its reason are logged on the ``listenfd`` logger.
+    """
+    wanted = parse_address(address)
+    pool = _pool.get() if sockets is None else sockets
+    chosen, reason = choose(wanted, name, pool)
+    if chosen is None:
+        sock = _bind_fresh(wanted, backlog)
+        logger.info("%s: %s; bound a fresh socket", _describe(wanted), reason)
+        return sock
+    _require_listening_stream(chosen, reason)
+    logger.info("%s: using inherited %r because %s", _describe(wanted), chosen, reason)
+    return chosen.to_socket()

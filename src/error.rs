@@ -1,0 +1,75 @@
+//! The one error type of the crate. The Python layer maps `Os` to `OSError`
+//! (keeping its errno) and everything else to `listenfd.ActivationError`.
+
+use std::io;
+use std::os::fd::RawFd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `LISTEN_*` variable whose value does not parse.
+    #[error("{var}={value:?} is invalid: expected {expected}")]
+    InvalidVariable {
+        var: &'static str,
+        value: String,
+        expected: String,
+    },
+
+    #[error(
+        "LISTEN_FDNAMES={value:?} holds {names} name(s) but LISTEN_FDS={fds}: expected exactly \
+         one name per passed fd"
+    )]
+    NameCount {
+        value: String,
+        names: usize,
+        fds: usize,
+    },
+
+    #[error("LISTEN_FDNAMES: the name for fd {fd} ({name:?}) is invalid: {reason}")]
+    InvalidName {
+        fd: RawFd,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error("fd {fd} (name {name:?}) is not open, but LISTEN_FDS={count} says fds {first}..{last} were passed")]
+    FdNotOpen {
+        fd: RawFd,
+        name: String,
+        count: usize,
+        first: RawFd,
+        last: RawFd,
+    },
+
+    #[error("fd {fd} (name {name:?}) is {found}, but a passed fd must be a socket")]
+    NotASocket {
+        fd: RawFd,
+        name: String,
+        found: &'static str,
+    },
+
+    #[error(
+        "fd {fd} (name {name:?}) is already owned by a socket from an earlier claim in this \
+         process: claim once (the default unset_env=True makes a second call return nothing), \
+         or detach() the first one"
+    )]
+    AlreadyClaimed { fd: RawFd, name: String },
+
+    /// A system call failed on something that should have worked.
+    #[error("{context}: {source}")]
+    Os {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub fn os(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Os {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

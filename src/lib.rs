@@ -1,0 +1,19 @@
+//! listenfd: systemd socket activation for Python servers.
+//!
+//! The modules here are plain Rust and never touch pyo3; `python` (behind the
+//! `python` feature, which maturin turns on) is the only binding layer.
+
+#[cfg(not(unix))]
+compile_error!(
+    "listenfd needs a Unix system: socket activation hands sockets over as numbered file \
+     descriptors (fd 3, 4, ...), which Windows does not have"
+);
+
+pub mod activation;
+pub mod error;
+pub mod inspect;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};

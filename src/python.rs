@@ -1,0 +1,312 @@
+//! The only pyo3 code: `listenfd._listenfd`.
+//!
+//! Error mapping is explicit: `Error::Os` becomes `OSError` with its errno,
+//! every protocol error becomes `listenfd.ActivationError`.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use pyo3::exceptions::{PyException, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+use crate::activation::{self, Activation, ClaimedFd, Environment, InheritedFd, Options};
+use crate::error::Error;
+use crate::inspect::{LocalAddr, SocketInfo, UnixAddr, WantedAddr};
+
+pyo3::create_exception!(
+    listenfd,
+    ActivationError,
+    PyException,
+    "A socket-activation protocol violation: a malformed LISTEN_* variable, or a passed fd \
+     that is not what the protocol promises. The message names the variable or fd, the value \
+     found and what was expected."
+);
+
+fn to_pyerr(err: Error) -> PyErr {
+    match err {
+        Error::Os { context, source } => match source.raw_os_error() {
+            // OSError(errno, text) builds the matching subclass (FileNotFoundError, ...).
+            Some(errno) => PyOSError::new_err((errno, format!("{context}: {source}"))),
+            None => PyOSError::new_err(format!("{context}: {source}")),
+        },
+        other => ActivationError::new_err(other.to_string()),
+    }
+}
+
+/// `os.environ` seen through the activation module's `Environment` trait, so
+/// that removing a variable also updates Python's cached copy.
+struct PyEnviron<'py>(Bound<'py, PyAny>);
+
+impl Environment for PyEnviron<'_> {
+    fn var(&self, key: &str) -> Option<String> {
+        let value = self.0.call_method1("get", (key,)).ok()?;
+        let value = value.cast_into::<PyString>().ok()?;
+        Some(value.to_string_lossy().into_owned())
+    }
+    fn remove(&mut self, key: &str) {
+        // os.environ.pop also calls unsetenv(); it cannot fail for a str key.
+        let _ = self.0.call_method1("pop", (key, self.0.py().None()));
+    }
+}
+
+/// A socket passed by the service manager, owned by this object until
+/// `detach()`, `to_socket()` or `close()`.
+#[pyclass(module = "listenfd", name = "InheritedSocket")]
+pub struct InheritedSocket {
+    fd_number: RawFd,
+    fd: Option<ClaimedFd>,
+    /// What gave the fd away, for the error of a second take.
+    taken_by: &'static str,
+    name: String,
+    info: SocketInfo,
+}
+
+impl InheritedSocket {
+    fn from_inherited(inherited: InheritedFd) -> Self {
+        InheritedSocket {
+            fd_number: inherited.fd.as_raw_fd(),
+            fd: Some(inherited.fd),
+            taken_by: "",
+            name: inherited.name,
+            info: inherited.info,
+        }
+    }
+
+    fn owned(&self) -> PyResult<&ClaimedFd> {
+        self.fd.as_ref().ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "InheritedSocket fd {} ({:?}) no longer owns its fd: it was given away by {}",
+                self.fd_number, self.name, self.taken_by
+            ))
+        })
+    }
+
+    fn take(&mut self, by: &'static str) -> PyResult<ClaimedFd> {
+        self.owned()?;
+        self.taken_by = by;
+        Ok(self.fd.take().expect("checked by owned()"))
+    }
+}
+
+/// Python's `socket` enums, falling back to a plain int as `socket` itself does.
+fn socket_enum<'py>(py: Python<'py>, enum_name: &str, value: i32) -> PyResult<Bound<'py, PyAny>> {
+    let cls = py.import("socket")?.getattr(enum_name)?;
+    match cls.call1((value,)) {
+        Ok(member) => Ok(member),
+        Err(_) => Ok(value.into_pyobject(py)?.into_any()),
+    }
+}
+
+/// The same shape `socket.getsockname()` returns for this address.
+fn address_object<'py>(py: Python<'py>, addr: &LocalAddr) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match addr {
+        LocalAddr::Inet(SocketAddr::V4(a)) => {
+            (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any()
+        }
+        LocalAddr::Inet(SocketAddr::V6(a)) => {
+            (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id())
+                .into_pyobject(py)?
+                .into_any()
+        }
+        LocalAddr::Unix(UnixAddr::Path(path)) => path.as_os_str().into_pyobject(py)?.into_any(),
+        LocalAddr::Unix(UnixAddr::Abstract(name)) => {
+            let mut raw = Vec::with_capacity(name.len() + 1);
+            raw.push(0u8);
+            raw.extend_from_slice(name);
+            PyBytes::new(py, &raw).into_any()
+        }
+        LocalAddr::Unix(UnixAddr::Unnamed) => PyString::new(py, "").into_any(),
+        LocalAddr::Unknown => py.None().into_bound(py),
+    })
+}
+
+fn wanted_address(address: &Bound<'_, PyAny>) -> PyResult<WantedAddr> {
+    if let Ok(tuple) = address.cast::<PyTuple>() {
+        if tuple.len() >= 2 {
+            let host: String = tuple.get_item(0)?.extract()?;
+            let port: u16 = tuple.get_item(1)?.extract()?;
+            let ip = host.parse().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{host:?} is not an IP address; resolve host names before matching"
+                ))
+            })?;
+            return Ok(WantedAddr::Inet(SocketAddr::new(ip, port)));
+        }
+    }
+    let path: std::path::PathBuf = address.extract().map_err(|_| {
+        PyValueError::new_err(format!(
+            "expected an address (host, port) or a unix socket path, got {}",
+            address.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    })?;
+    Ok(WantedAddr::Unix(path))
+}
+
+#[pymethods]
+impl InheritedSocket {
+    /// The fd number the service manager passed (3, 4, ...). Stays readable
+    /// after the fd was given away; `fileno()` does not.
+    #[getter]
+    fn fd(&self) -> RawFd {
+        self.fd_number
+    }
+
+    /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=`), or `"unknown"`.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `socket.AddressFamily` of the socket.
+    #[getter]
+    fn family<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        socket_enum(py, "AddressFamily", self.info.family.raw())
+    }
+
+    /// `socket.SocketKind` of the socket.
+    #[getter]
+    fn r#type<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        socket_enum(py, "SocketKind", self.info.kind.raw())
+    }
+
+    /// Whether `listen()` was called on it (`SO_ACCEPTCONN`).
+    #[getter]
+    fn listening(&self) -> bool {
+        self.info.listening
+    }
+
+    /// The local address, shaped as `socket.getsockname()` returns it.
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        address_object(py, &self.info.local_addr)
+    }
+
+    /// The fd, while this object still owns it.
+    fn fileno(&self) -> PyResult<RawFd> {
+        Ok(self.owned()?.as_raw_fd())
+    }
+
+    /// Give up ownership and return the fd; the caller must close it.
+    fn detach(&mut self) -> PyResult<RawFd> {
+        Ok(self.take("detach()")?.into_raw_fd())
+    }
+
+    /// A `socket.socket` that owns the fd from now on. Works once.
+    #[pyo3(name = "to_socket")]
+    fn take_socket<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let fd = self.owned()?.as_raw_fd();
+        let socket_cls = py.import("socket")?.getattr("socket")?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("fileno", fd)?;
+        // Only once Python owns the fd do we let go of it.
+        let sock = socket_cls.call((), Some(&kwargs))?;
+        let _ = self.take("to_socket()")?.into_raw_fd();
+        Ok(sock)
+    }
+
+    /// Close the fd if this object still owns it. Safe to call twice.
+    fn close(&mut self) {
+        if self.fd.is_some() {
+            self.taken_by = "close()";
+            self.fd = None;
+        }
+    }
+
+    /// Whether binding `address` would give this socket: `(host, port)` with a
+    /// numeric host, or a unix socket path. Dual-stack aware; port 0 never matches.
+    fn matches(&self, address: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.info.matches(&wanted_address(address)?))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&mut self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let name = PyString::new(py, &self.name).repr()?;
+        let state = match (&self.fd, self.info.listening) {
+            (None, _) => format!("given away by {}", self.taken_by),
+            (Some(_), true) => "listening".to_owned(),
+            (Some(_), false) => "not listening".to_owned(),
+        };
+        Ok(format!(
+            "<InheritedSocket fd={} name={name} {} {} {} {state}>",
+            self.fd_number,
+            self.info.family.name(),
+            self.info.kind.name(),
+            self.info.local_addr,
+        ))
+    }
+}
+
+fn claim(
+    py: Python<'_>,
+    unset_env: bool,
+    allow_missing_pid: bool,
+) -> PyResult<Activation<InheritedFd>> {
+    let environ = py.import("os")?.getattr("environ")?;
+    let options = Options {
+        unset_env,
+        allow_missing_pid,
+    };
+    activation::claim(&mut PyEnviron(environ), options).map_err(to_pyerr)
+}
+
+fn wrap(fds: Vec<InheritedFd>) -> Vec<InheritedSocket> {
+    fds.into_iter()
+        .map(InheritedSocket::from_inherited)
+        .collect()
+}
+
+/// The sockets passed to this process by systemd (or any service manager
+/// speaking the protocol), as `sd_listen_fds_with_names()` finds them.
+///
+/// Returns `[]` when the process was not socket-activated: no `LISTEN_FDS`,
+/// `LISTEN_FDS=0`, or `LISTEN_PID` naming another process. With `unset_env`
+/// (the default) the `LISTEN_*` variables are removed whatever the outcome,
+/// so a second call returns `[]` and child processes do not claim the fds.
+/// `allow_missing_pid` accepts a missing `LISTEN_PID` (systemfd `--no-pid`);
+/// a different pid is never accepted.
+///
+/// Raises `ActivationError` for a malformed variable or a passed fd that is
+/// closed or not a socket; no fd is closed in that case.
+#[pyfunction]
+#[pyo3(signature = (*, unset_env = true, allow_missing_pid = false))]
+fn from_systemd(
+    py: Python<'_>,
+    unset_env: bool,
+    allow_missing_pid: bool,
+) -> PyResult<Vec<InheritedSocket>> {
+    Ok(wrap(claim(py, unset_env, allow_missing_pid)?.into_vec()))
+}
+
+/// Like `from_systemd()`, plus the reason in words when nothing was passed.
+#[pyfunction]
+#[pyo3(signature = (*, unset_env = true, allow_missing_pid = false))]
+fn from_systemd_explained(
+    py: Python<'_>,
+    unset_env: bool,
+    allow_missing_pid: bool,
+) -> PyResult<(Vec<InheritedSocket>, Option<String>)> {
+    Ok(match claim(py, unset_env, allow_missing_pid)? {
+        Activation::Passed(fds) => (wrap(fds), None),
+        Activation::NotPassed(reason) => (Vec::new(), Some(reason.to_string())),
+    })
+}
+
+#[pymodule]
+fn _listenfd(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ActivationError", m.py().get_type::<ActivationError>())?;
+    m.add("SD_LISTEN_FDS_START", activation::SD_LISTEN_FDS_START)?;
+    m.add_class::<InheritedSocket>()?;
+    m.add_function(wrap_pyfunction!(from_systemd, m)?)?;
+    m.add_function(wrap_pyfunction!(from_systemd_explained, m)?)?;
+    Ok(())
+}
