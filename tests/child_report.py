@@ -38,6 +38,7 @@ def main() -> None:
         report["error"] = str(exc)
         report["error_type"] = type(exc).__name__
     else:
+        report["env_after_claim"] = {v: os.environ[v] for v in VARS if v in os.environ}
         report["sockets"] = [
             {
                 "fd": s.fd,
@@ -52,7 +53,10 @@ def main() -> None:
             }
             for s in sockets
         ]
-        report["second_call"] = len(listenfd.from_systemd())
+        try:
+            report["second_call"] = len(listenfd.from_systemd())
+        except listenfd.ActivationError as exc:
+            report["second_call_error"] = str(exc)
         if "--accept" in args:
             served = []
             for s in sockets:

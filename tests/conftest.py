@@ -1,0 +1,110 @@
+"""Shared helpers: real sockets, a real fd-passing trampoline, child interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TRAMPOLINE = HERE / "trampoline.py"
+CHILD_REPORT = HERE / "child_report.py"
+
+Slot = Union[int, str]
+
+
+def trampoline_cmd(slots: Sequence[Slot], env: dict[str, str], argv: Sequence[str]) -> list[str]:
+    spec = json.dumps({"fds": list(slots), "env": env})
+    return [sys.executable, str(TRAMPOLINE), spec, *argv]
+
+
+def report_cmd(slots: Sequence[Slot], env: dict[str, str], *child_args: str) -> list[str]:
+    return trampoline_cmd(slots, env, [sys.executable, str(CHILD_REPORT), *child_args])
+
+
+def pass_fds(slots: Sequence[Slot]) -> list[int]:
+    return [s for s in slots if isinstance(s, int)]
+
+
+def run_report(slots: Sequence[Slot], env: dict[str, str], *child_args: str) -> dict[str, Any]:
+    """Start child_report.py as a service manager would and return its report."""
+    proc = subprocess.run(
+        report_cmd(slots, env, *child_args),
+        pass_fds=pass_fds(slots),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+@pytest.fixture
+def tmp_sock_dir() -> Iterator[Path]:
+    # Unix socket paths are limited to 108 bytes: keep them short.
+    with tempfile.TemporaryDirectory(prefix="lfd-") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+def tcp4() -> Iterator[socket.socket]:
+    s = socket.create_server(("127.0.0.1", 0))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tcp6() -> Iterator[socket.socket]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.bind(("::1", 0))
+    s.listen(16)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def unix_listener(tmp_sock_dir: Path) -> Iterator[socket.socket]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(tmp_sock_dir / "web.sock"))
+    s.listen(16)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def udp4() -> Iterator[socket.socket]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def free_port(family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in [k for k in env if k.startswith("LISTEN_")]:
+        del env[key]
+    return env
