@@ -472,7 +472,12 @@ fn set_cloexec(fd: RawFd) -> Result<()> {
 /// On any error no fd has been taken (nothing is closed when the error is
 /// dropped). With `unset_env`, the variables are removed in every case.
 pub fn claim(env: &mut impl Environment, options: Options) -> Result<Activation<InheritedFd>> {
-    claim_as(env, options, Identity::current())
+    // Reading our pidfd id costs three syscalls; only LISTEN_PIDFDID needs it.
+    let me = Identity {
+        pid: std::process::id(),
+        pidfd_id: env.var(LISTEN_PIDFDID).and_then(|_| own_pidfd_id()),
+    };
+    claim_as(env, options, me)
 }
 
 /// [`claim`] with an explicit identity (tests use it to play another process).

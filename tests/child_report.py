@@ -1,6 +1,6 @@
 """A server stand-in: claims its sockets and prints a JSON report.
 
-    python child_report.py [--keep-env] [--allow-missing-pid] [--accept]
+python child_report.py [--keep-env] [--allow-missing-pid] [--accept]
 """
 
 from __future__ import annotations

@@ -50,7 +50,13 @@ def test_real_sockets_arrive_like_systemd_passes_them(
     socks = report["sockets"]
     assert [s["fd"] for s in socks] == [3, 4, 5, 6, 7]
     assert [s["name"] for s in socks] == ["pair", "web", "web6", "uds", "dns"]
-    assert [s["family_name"] for s in socks] == ["AF_UNIX", "AF_INET", "AF_INET6", "AF_UNIX", "AF_INET"]
+    assert [s["family_name"] for s in socks] == [
+        "AF_UNIX",
+        "AF_INET",
+        "AF_INET6",
+        "AF_UNIX",
+        "AF_INET",
+    ]
     assert [s["type"] for s in socks] == [socket.SOCK_STREAM] * 4 + [socket.SOCK_DGRAM]
     assert [s["listening"] for s in socks] == [False, True, True, True, False]
     assert socks[0]["address"] == ""
@@ -83,14 +89,16 @@ def test_keep_env_keeps_variables_and_refuses_a_second_owner(tcp4: socket.socket
     kept = report["env_after_claim"]
     assert set(kept) == {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}
     assert kept["LISTEN_PID"] == str(report["pid"])
-    assert "fd 3 (name \"web\") is already owned" in report["second_call_error"]
+    assert 'fd 3 (name "web") is already owned' in report["second_call_error"]
 
 
 @pytest.mark.parametrize(
     ("env", "args"),
     [
         pytest.param({}, (), id="no LISTEN_FDS"),
-        pytest.param({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, (), id="LISTEN_PID of another process"),
+        pytest.param(
+            {"LISTEN_PID": "1", "LISTEN_FDS": "1"}, (), id="LISTEN_PID of another process"
+        ),
         pytest.param(
             {"LISTEN_PID": "1", "LISTEN_FDS": "1"},
             ("--allow-missing-pid",),
@@ -164,11 +172,11 @@ BAD_INPUT = [
     ({"LISTEN_FDS": "1", "LISTEN_FDNAMES": "a:b"}, "sock", "holds 2 name(s) but LISTEN_FDS=1"),
     ({"LISTEN_FDS": "1", "LISTEN_FDNAMES": "n" * 256}, "sock", "longer than 255 characters"),
     ({"LISTEN_FDS": "1", "LISTEN_FDNAMES": "we\x01b"}, "sock", "contains a control character"),
-    ({"LISTEN_FDS": "1"}, "closed", "fd 3 (name \"unknown\") is not open, but LISTEN_FDS=1"),
-    ({"LISTEN_FDS": "1"}, "file", "fd 3 (name \"unknown\") is a regular file"),
-    ({"LISTEN_FDS": "1"}, "pipe", "fd 3 (name \"unknown\") is a pipe"),
-    ({"LISTEN_FDS": "1"}, "dir", "fd 3 (name \"unknown\") is a directory"),
-    ({"LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:log"}, "sock,file", "fd 4 (name \"log\") is a"),
+    ({"LISTEN_FDS": "1"}, "closed", 'fd 3 (name "unknown") is not open, but LISTEN_FDS=1'),
+    ({"LISTEN_FDS": "1"}, "file", 'fd 3 (name "unknown") is a regular file'),
+    ({"LISTEN_FDS": "1"}, "pipe", 'fd 3 (name "unknown") is a pipe'),
+    ({"LISTEN_FDS": "1"}, "dir", 'fd 3 (name "unknown") is a directory'),
+    ({"LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:log"}, "sock,file", 'fd 4 (name "log") is a'),
 ]
 
 

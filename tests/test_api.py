@@ -16,9 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 import listenfd
+import pytest
 from listenfd import ActivationError, InheritedSocket, bind_or_inherit, parse_address
 
 BASE = 700
@@ -38,7 +37,9 @@ def is_open(fd: int) -> bool:
 def inherit() -> Iterator[Inherit]:
     placed: list[int] = []
 
-    def _inherit(socks: Sequence[socket.socket], names: Sequence[str] | None = None) -> list[InheritedSocket]:
+    def _inherit(
+        socks: Sequence[socket.socket], names: Sequence[str] | None = None
+    ) -> list[InheritedSocket]:
         for i, s in enumerate(socks):
             assert not is_open(BASE + i), f"fd {BASE + i} is in use"
             os.dup2(s.fileno(), BASE + i)
@@ -84,7 +85,8 @@ def test_to_socket_works_once_and_accepts(inherit: Inherit, tcp4: socket.socket)
     (web,) = inherit([tcp4])
     sock = web.to_socket()
     assert sock.fileno() == BASE
-    assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+    assert sock.family == socket.AF_INET
+    assert sock.type == socket.SOCK_STREAM
     with pytest.raises(ValueError, match=r"given away by to_socket\(\)"):
         web.to_socket()
     del web
@@ -195,7 +197,9 @@ def test_bind_or_inherit_rule_order(
     chosen.close()
 
 
-def test_only_socket_is_chosen(inherit: Inherit, tcp4: socket.socket, caplog: pytest.LogCaptureFixture) -> None:
+def test_only_socket_is_chosen(
+    inherit: Inherit, tcp4: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="listenfd")
     (web,) = inherit([tcp4])
     chosen = bind_or_inherit("127.0.0.1:1", sockets=[web])
@@ -215,7 +219,8 @@ def test_fresh_bind_when_nothing_fits(
     assert "none of the 2 passed sockets has 127.0.0.1:0" in caplog.text
     assert "bound a fresh socket" in caplog.text
     # The unchosen ones are untouched.
-    assert web.fileno() == BASE and admin.fileno() == BASE + 1
+    assert web.fileno() == BASE
+    assert admin.fileno() == BASE + 1
     fresh.close()
 
 
@@ -227,14 +232,20 @@ def test_fresh_bind_without_activation(caplog: pytest.LogCaptureFixture) -> None
     fresh.close()
 
 
-def test_chosen_socket_must_listen(inherit: Inherit, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_chosen_socket_must_listen(
+    inherit: Inherit, pair: tuple[socket.socket, socket.socket]
+) -> None:
     (conn,) = inherit([pair[0]], ["web"])
-    with pytest.raises(ActivationError, match=r"fd 700 \(name 'web'\) was chosen because .* listening SOCK_STREAM"):
+    with pytest.raises(
+        ActivationError, match=r"fd 700 \(name 'web'\) was chosen because .* listening SOCK_STREAM"
+    ):
         bind_or_inherit("127.0.0.1:8000", name="web", sockets=[conn])
     assert conn.fileno() == BASE, "a refused socket stays owned, not closed"
 
 
-def test_unix_path_fresh_and_inherited(inherit: Inherit, unix_listener: socket.socket, tmp_sock_dir: Path) -> None:
+def test_unix_path_fresh_and_inherited(
+    inherit: Inherit, unix_listener: socket.socket, tmp_sock_dir: Path
+) -> None:
     path = unix_listener.getsockname()
     (uds,) = inherit([unix_listener], ["uds"])
     other = tmp_sock_dir / "other.sock"
@@ -251,13 +262,17 @@ def test_unix_path_fresh_and_inherited(inherit: Inherit, unix_listener: socket.s
     assert other.exists()
 
 
-def test_pool_claims_once_and_hands_out_each_socket_once(tcp4: socket.socket, tcp6: socket.socket) -> None:
+def test_pool_claims_once_and_hands_out_each_socket_once(
+    tcp4: socket.socket, tcp6: socket.socket
+) -> None:
     from listenfd import _bind
 
     for i, s in enumerate([tcp4, tcp6]):
         os.dup2(s.fileno(), BASE + i)
     os.environ.update(
-        LISTEN_PID=str(os.getpid()), LISTEN_FDS="2", LISTEN_FDS_FIRST_FD=str(BASE),
+        LISTEN_PID=str(os.getpid()),
+        LISTEN_FDS="2",
+        LISTEN_FDS_FIRST_FD=str(BASE),
         LISTEN_FDNAMES="web:admin",
     )
     _bind._pool = _bind._Pool()

@@ -13,7 +13,9 @@ from conftest import pass_fds, python_env, trampoline_cmd
 LISTENFD = Path(sys.executable).with_name("listenfd")
 
 
-def run_inspect(slots: list[int | str], env: dict[str, str], *, module: bool = False) -> subprocess.CompletedProcess[str]:
+def run_inspect(
+    slots: list[int | str], env: dict[str, str], *, module: bool = False
+) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "listenfd"] if module else [str(LISTENFD)]
     return subprocess.run(
         trampoline_cmd(slots, env, [*argv, "inspect"]),
@@ -62,7 +64,9 @@ def test_missing_pid_and_no_pid_flag(tcp4: socket.socket) -> None:
     assert proc.returncode == 1
     assert "LISTEN_PID is not" in proc.stderr
     accepted = subprocess.run(
-        trampoline_cmd([tcp4.fileno()], {"LISTEN_FDS": "1"}, [str(LISTENFD), "inspect", "--no-pid"]),
+        trampoline_cmd(
+            [tcp4.fileno()], {"LISTEN_FDS": "1"}, [str(LISTENFD), "inspect", "--no-pid"]
+        ),
         pass_fds=[tcp4.fileno()],
         capture_output=True,
         text=True,

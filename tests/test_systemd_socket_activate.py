@@ -83,7 +83,8 @@ def test_three_listeners_with_names(tmp_sock_dir: Path) -> None:
     assert tuple(socks[1]["address"][:2]) == ("::1", p6)
     assert socks[2]["address"] == path
     assert all(s["cloexec"] for s in socks)
-    assert report["os_environ"] == {} and report["c_environ"] == {}
+    assert report["os_environ"] == {}
+    assert report["c_environ"] == {}
     assert report["second_call"] == 0
 
 

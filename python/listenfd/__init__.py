@@ -15,13 +15,18 @@ if sys.platform == "win32":  # pragma: no cover - fenced off, see README
         "file descriptors (fd 3, 4, ...), which Windows does not have"
     )
 
-from listenfd._bind import bind_or_inherit, parse_address
 from listenfd._listenfd import (
     SD_LISTEN_FDS_START,
     ActivationError,
     InheritedSocket,
     from_systemd,
 )
+
+# Not `typing.TYPE_CHECKING`: importing typing alone costs more than the
+# extension module. Type checkers treat any TYPE_CHECKING constant as True.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from listenfd._bind import bind_or_inherit, parse_address
 
 __all__ = [
     "SD_LISTEN_FDS_START",
@@ -31,3 +36,13 @@ __all__ = [
     "from_systemd",
     "parse_address",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # bind_or_inherit pulls in logging, re and threading (tens of ms on a cold
+    # start); a server that only calls from_systemd() should not pay for them.
+    if name in ("bind_or_inherit", "parse_address"):
+        from listenfd import _bind
+
+        return getattr(_bind, name)
+    raise AttributeError(f"module 'listenfd' has no attribute {name!r}")

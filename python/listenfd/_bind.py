@@ -16,7 +16,7 @@ import re
 import socket
 import threading
 from collections.abc import Sequence
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
 
@@ -56,17 +56,17 @@ def parse_address(address: AddressLike) -> Address:
             f"or './{address}' for a unix socket path"
         )
     if "/" not in address and ":" in address:
-        raise ValueError(
-            f"{address!r} is neither 'host:port', '[v6]:port' nor a unix socket path"
-        )
+        raise ValueError(f"{address!r} is neither 'host:port', '[v6]:port' nor a unix socket path")
     return address
 
 
 def _port(value: object, address: object) -> int:
-    try:
-        port = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ValueError(f"port {value!r} in {address!r} is not a number") from None
+    if isinstance(value, int):
+        port = value
+    elif isinstance(value, str) and value.isdigit():
+        port = int(value)
+    else:
+        raise ValueError(f"port {value!r} in {address!r} is not a number")
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} in {address!r} is out of range 0..65535")
     return port
@@ -84,7 +84,7 @@ class _Pool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sockets: Optional[list[InheritedSocket]] = None
+        self._sockets: list[InheritedSocket] | None = None
 
     def get(self) -> list[InheritedSocket]:
         with self._lock:
@@ -97,7 +97,7 @@ _pool = _Pool()
 
 
 class Choice(NamedTuple):
-    socket: Optional[InheritedSocket]
+    socket: InheritedSocket | None
     reason: str
 
 
@@ -131,8 +131,8 @@ def _matches(sock: InheritedSocket, address: Address) -> bool:
 
 
 def choose(
-    address: Optional[Address],
-    name: Optional[str],
+    address: Address | None,
+    name: str | None,
     sockets: Sequence[InheritedSocket],
 ) -> Choice:
     """Apply the selection rule to ``sockets`` (the whole inherited set).
@@ -174,7 +174,7 @@ def _require_listening_stream(sock: InheritedSocket, reason: str) -> None:
         )
 
 
-def _bind_fresh(address: Address, backlog: Optional[int]) -> socket.socket:
+def _bind_fresh(address: Address, backlog: int | None) -> socket.socket:
     backlog = socket.SOMAXCONN if backlog is None else backlog
     if isinstance(address, str):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -192,9 +192,7 @@ def _bind_fresh(address: Address, backlog: Optional[int]) -> socket.socket:
         sock.listen(backlog)
         return sock
     host, port = address
-    infos = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -210,9 +208,9 @@ def _bind_fresh(address: Address, backlog: Optional[int]) -> socket.socket:
 def bind_or_inherit(
     address: AddressLike,
     *,
-    name: Optional[str] = None,
-    sockets: Optional[Sequence[InheritedSocket]] = None,
-    backlog: Optional[int] = None,
+    name: str | None = None,
+    sockets: Sequence[InheritedSocket] | None = None,
+    backlog: int | None = None,
 ) -> socket.socket:
     """A listening socket for ``address``: inherited from the service manager when
     one fits, freshly bound otherwise.
