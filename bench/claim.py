@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TRAMPOLINE = HERE.parent / "tests" / "trampoline.py"
@@ -180,18 +179,16 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
-    print(
-        f"# bench/claim.py on {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+    print(f"# bench/claim.py on {machine}")
     print(f"# median of {args.rounds} rounds; µs per call, including making the result objects")
     print()
     print("| passed fds | listenfd.from_systemd() | pure Python | ratio (Python / listenfd) |")
     print("|---:|---:|---:|---:|")
     for count in (1, 8, 64):
         r = run_child(count, args.rounds)
-        print(
-            f"| {count} | {r['rust']:.1f} µs | {r['python']:.1f} µs | {r['python'] / r['rust']:.2f}× |"
-        )
+        ratio = r["python"] / r["rust"]
+        print(f"| {count} | {r['rust']:.1f} µs | {r['python']:.1f} µs | {ratio:.2f}x |")
     imp, start = import_time(21)
     print()
     print(f"import listenfd: {imp / 1000:.2f} ms cumulative (python -X importtime, median of 21);")
