@@ -431,8 +431,10 @@ fn check(passed: &PassedFd, count: usize, first: RawFd) -> Result<SocketInfo> {
                 fd,
                 name: passed.name.clone(),
                 count,
-                first,
-                last: first + count as RawFd - 1,
+                passed: match count {
+                    1 => format!("fd {first} was"),
+                    _ => format!("fds {first} to {} were", first + count as RawFd - 1),
+                },
             }
         } else {
             Error::os(format!("fcntl(F_GETFD) on passed fd {fd}"), err)
@@ -940,6 +942,49 @@ mod tests {
         assert!(is_open(660));
         placed.into_iter().for_each(close);
         drop(w);
+    }
+
+    #[test]
+    fn claim_from_the_process_environment() {
+        // The only test touching the real environment: the others use maps.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fds = place(680, vec![tcp.into(), a.into()]);
+        for (k, v) in activated(680, 2, Some("web:")) {
+            std::env::set_var(k, v);
+        }
+        let got = claim(
+            &mut ProcessEnvironment,
+            Options {
+                unset_env: true,
+                allow_missing_pid: false,
+            },
+        )
+        .unwrap()
+        .into_vec();
+        assert_eq!(
+            got.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["web", ""]
+        );
+        for var in VARIABLES {
+            assert_eq!(std::env::var_os(var), None, "{var} must be removed");
+        }
+        assert_eq!(std::env::var("OTHER").as_deref(), Ok("kept"));
+        std::env::remove_var("OTHER");
+        // into_owned_fd leaves the registry but keeps the fd open.
+        let owned: Vec<OwnedFd> = got.into_iter().map(|g| g.fd.into_owned_fd()).collect();
+        assert!(fds.iter().all(|fd| is_open(*fd)));
+        drop(owned);
+        assert!(fds.iter().all(|fd| !is_open(*fd)));
+    }
+
+    #[test]
+    fn several_fds_not_open_are_named_by_range() {
+        let e = activated(690, 3, None);
+        let err = claim(&mut e.clone(), Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fd 690 (name \"unknown\") is not open, but LISTEN_FDS=3 says fds 690 to 692 were passed"), "{err}");
     }
 
     #[test]

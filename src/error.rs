@@ -31,13 +31,13 @@ pub enum Error {
         reason: &'static str,
     },
 
-    #[error("fd {fd} (name {name:?}) is not open, but LISTEN_FDS={count} says fds {first}..{last} were passed")]
+    #[error("fd {fd} (name {name:?}) is not open, but LISTEN_FDS={count} says {passed} passed")]
     FdNotOpen {
         fd: RawFd,
         name: String,
         count: usize,
-        first: RawFd,
-        last: RawFd,
+        /// "fd 3 was" or "fds 3 to 5 were".
+        passed: String,
     },
 
     #[error("fd {fd} (name {name:?}) is {found}, but a passed fd must be a socket")]

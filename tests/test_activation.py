@@ -172,7 +172,11 @@ BAD_INPUT = [
     ({"LISTEN_FDS": "1", "LISTEN_FDNAMES": "a:b"}, "sock", "holds 2 name(s) but LISTEN_FDS=1"),
     ({"LISTEN_FDS": "1", "LISTEN_FDNAMES": "n" * 256}, "sock", "longer than 255 characters"),
     ({"LISTEN_FDS": "1", "LISTEN_FDNAMES": "we\x01b"}, "sock", "contains a control character"),
-    ({"LISTEN_FDS": "1"}, "closed", 'fd 3 (name "unknown") is not open, but LISTEN_FDS=1'),
+    (
+        {"LISTEN_FDS": "1"},
+        "closed",
+        'fd 3 (name "unknown") is not open, but LISTEN_FDS=1 says fd 3 was passed',
+    ),
     ({"LISTEN_FDS": "1"}, "file", 'fd 3 (name "unknown") is a regular file'),
     ({"LISTEN_FDS": "1"}, "pipe", 'fd 3 (name "unknown") is a pipe'),
     ({"LISTEN_FDS": "1"}, "dir", 'fd 3 (name "unknown") is a directory'),
