@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,lint]'
+.venv/bin/python -m pip install -q '.[test,lint]'
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -244,6 +244,34 @@ fn unix_addr(addr: &socket2::SockAddr) -> UnixAddr {
     UnixAddr::Unnamed
 }
 
+/// The accept-queue limit of a listening TCP socket: what `listen(backlog)`
+/// set (clamped to `net.core.somaxconn`), and what `ss -ltn` shows as Send-Q.
+/// Linux reports it in `TCP_INFO` (`tcpi_sacked` holds `sk_max_ack_backlog`
+/// for a listener). `None` for a TCP socket that is not listening.
+#[cfg(target_os = "linux")]
+pub fn tcp_listen_backlog(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    const TCP_LISTEN: u8 = 10;
+    let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is live; `info` is a zeroed tcp_info and `len` its size, so
+    // a kernel that fills fewer bytes leaves the rest zero.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised plain-old-data, possibly partly filled by the kernel.
+    let info = unsafe { info.assume_init() };
+    Ok((info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_sacked))
+}
+
 /// An address a server asks for, to be matched against inherited sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WantedAddr {
@@ -390,6 +418,28 @@ mod tests {
         s.bind(&addr.parse::<SocketAddr>().unwrap().into()).unwrap();
         s.listen(8).unwrap();
         (info(&s), s)
+    }
+
+    #[test]
+    fn tcp_backlog_is_what_listen_set() {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        assert_eq!(
+            tcp_listen_backlog(s.as_fd()).unwrap(),
+            None,
+            "not listening yet"
+        );
+        s.listen(77).unwrap();
+        assert_eq!(tcp_listen_backlog(s.as_fd()).unwrap(), Some(77));
+        s.listen(5).unwrap();
+        assert_eq!(tcp_listen_backlog(s.as_fd()).unwrap(), Some(5));
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(
+            tcp_listen_backlog(a.as_fd()).is_err(),
+            "TCP_INFO is for TCP only"
+        );
     }
 
     fn wanted(s: &str) -> WantedAddr {

@@ -4,7 +4,7 @@
 //! every protocol error becomes `listenfd.ActivationError`.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use pyo3::exceptions::{PyException, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::activation::{self, Activation, ClaimedFd, Environment, InheritedFd, Options};
 use crate::error::Error;
-use crate::inspect::{LocalAddr, SocketInfo, UnixAddr, WantedAddr};
+use crate::inspect::{Kind, LocalAddr, SocketInfo, UnixAddr, WantedAddr};
 
 pyo3::create_exception!(
     listenfd,
@@ -180,6 +180,22 @@ impl InheritedSocket {
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         address_object(py, &self.info.local_addr)
+    }
+
+    /// The accept-queue limit the socket already has (the unit's `Backlog=`),
+    /// when the kernel tells: TCP listeners on Linux. `None` otherwise.
+    #[getter]
+    fn backlog(&self) -> PyResult<Option<u32>> {
+        #[cfg(target_os = "linux")]
+        if self.info.listening && self.info.kind == Kind::Stream {
+            if let LocalAddr::Inet(_) = self.info.local_addr {
+                let fd = self.owned()?;
+                return crate::inspect::tcp_listen_backlog(fd.as_fd()).map_err(|e| {
+                    to_pyerr(Error::os(format!("TCP_INFO on fd {}", self.fd_number), e))
+                });
+            }
+        }
+        Ok(None)
     }
 
     /// The fd, while this object still owns it.

@@ -72,11 +72,17 @@ def _port(value: object, address: object) -> int:
     return port
 
 
-def _describe(address: Address) -> str:
-    if isinstance(address, str):
-        return address
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def describe_address(address: object) -> str:
+    """``host:port``, ``[v6]:port``, a unix path, ``@abstract`` or ``(unnamed)``,
+    for an `Address` or anything `InheritedSocket.address` returns."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(address, bytes):
+        return "@" + address[1:].decode(errors="backslashreplace")
+    if address == "":
+        return "(unnamed)"
+    return str(address)
 
 
 class _Pool:
@@ -148,7 +154,7 @@ def choose(
     if address is not None:
         for sock in available:
             if _matches(sock, address):
-                return Choice(sock, f"its address is {_describe(address)}")
+                return Choice(sock, f"its address is {describe_address(address)}")
     if len(sockets) == 1 and available:
         return Choice(available[0], "it is the only socket passed")
     if not sockets:
@@ -157,7 +163,7 @@ def choose(
         part
         for part in (
             f"name {name!r}" if name is not None else "",
-            _describe(address) if address is not None else "",
+            describe_address(address) if address is not None else "",
         )
         if part
     )
@@ -228,8 +234,8 @@ def bind_or_inherit(
     chosen, reason = choose(wanted, name, pool)
     if chosen is None:
         sock = _bind_fresh(wanted, backlog)
-        logger.info("%s: %s; bound a fresh socket", _describe(wanted), reason)
+        logger.info("%s: %s; bound a fresh socket", describe_address(wanted), reason)
         return sock
     _require_listening_stream(chosen, reason)
-    logger.info("%s: using inherited %r because %s", _describe(wanted), chosen, reason)
+    logger.info("%s: using inherited %r because %s", describe_address(wanted), chosen, reason)
     return chosen.to_socket()

@@ -7,23 +7,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from listenfd._bind import describe_address
 from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd_explained
 
 EXIT_RECEIVED = 0
 EXIT_NONE = 1
 EXIT_PROTOCOL_ERROR = 2
-
-
-def _format_address(sock: InheritedSocket) -> str:
-    address = sock.address
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(address, bytes):
-        return "@" + address[1:].decode(errors="backslashreplace")
-    if address == "":
-        return "(unnamed)"
-    return str(address)
 
 
 def _enum_name(value: object) -> str:
@@ -35,7 +24,7 @@ def describe(sock: InheritedSocket) -> str:
     return (
         f"fd {sock.fd}  name={sock.name!r}  {_enum_name(sock.family)}  "
         f"{_enum_name(sock.type)}  {'listening' if sock.listening else 'not-listening'}  "
-        f"{_format_address(sock)}"
+        f"{describe_address(sock.address)}"
     )
 
 

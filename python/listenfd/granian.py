@@ -1,0 +1,307 @@
+"""Granian on sockets from systemd: ``granian --systemd-socket app:app``.
+
+Granian has no plugin interface, so this module is the one place that knows
+Granian's internals. Every private name it relies on is listed in
+``_REQUIRED_INTERNALS`` with what it is used for, and checked before use: a
+Granian without them gets a clear error naming its version, not a traceback.
+
+Three ways in:
+
+- ``granian --systemd-socket ...``: the ``listenfd-granian.pth`` hook adds the
+  options to Granian's own CLI when ``granian.cli`` is imported;
+- ``python -m listenfd.granian ...``: the same CLI, patched explicitly;
+- ``from listenfd.granian import Granian``: Granian's server class with
+  ``systemd_socket`` / ``systemd_socket_name`` arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import sys
+from typing import Any, Callable, NoReturn
+
+import granian
+from granian.errors import FatalError
+from granian.log import logger as _granian_logger
+from granian.server import Server as _GranianServer
+
+from listenfd._bind import Address, choose, describe_address
+from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
+
+SUPPORTED_GRANIAN = ">=2.8,<2.9"
+
+# name -> what listenfd relies on it for. Checked by `check_granian()`.
+_REQUIRED_INTERNALS: dict[str, str] = {
+    # AbstractServer._init_shared_socket(): called once by startup() to create
+    # the listening socket; we replace it to adopt the inherited one instead.
+    "server_class._init_shared_socket": "the hook point where Granian creates its socket",
+    # _ssp (listener spec: each worker binds its own SO_REUSEPORT socket on
+    # Linux), _shd (SocketHolder shared by all workers), _sfd (its fd): the
+    # workers get (_ssp, _shd); with _ssp None they all use _shd.
+    "server._ssp": "per-worker listener spec, must stay None for a shared socket",
+    "server._shd": "the SocketHolder every worker serves on",
+    "server._sfd": "the fd of the shared socket",
+    # bind_uds: unlinked by _unlink_pidfile() at shutdown; must be None when
+    # systemd owns the path.
+    "server.bind_uds": "the unix path Granian unlinks at shutdown",
+    "server.bind_addr": "--host",
+    "server.bind_port": "--port",
+    "server.backlog": "--backlog, used when nothing was inherited",
+    "server_class._bind_addr_fmt": "the address in 'Listening at: ...'",
+    "server_class._spawn_worker": "builds one worker from (_ssp, _shd)",
+    # granian._granian.SocketHolder(fd, is_uds, backlog): what a worker accepts
+    # on; Granian's Rust side calls listen(backlog) on it again.
+    "granian._granian.SocketHolder": "wraps the inherited fd for the workers",
+    # granian.cli: a click command `cli` whose callback builds `Server(...)`
+    # through the module-global name `Server`.
+    "granian.cli.cli": "the click command the options are added to",
+    "granian.cli.Server": "the server class the CLI instantiates",
+}
+
+
+class GranianIncompatible(RuntimeError):
+    """This Granian lacks an internal listenfd relies on."""
+
+
+def _granian_version() -> str:
+    return str(getattr(granian, "__version__", "unknown"))
+
+
+def check_granian(server: object | None = None) -> None:
+    """Raise `GranianIncompatible`, naming the Granian version and the missing
+    names, unless every internal listenfd relies on is there."""
+    import granian._granian as native
+    import granian.cli as cli
+
+    roots: dict[str, object] = {
+        "granian._granian": native,
+        "granian.cli": cli,
+        "server_class": _GranianServer,
+    }
+    if server is not None:
+        roots["server"] = server
+    missing = []
+    for dotted, purpose in _REQUIRED_INTERNALS.items():
+        root, _, attr = dotted.rpartition(".")
+        if root in roots and not hasattr(roots[root], attr):
+            missing.append(f"{dotted} ({purpose})")
+    if missing:
+        raise GranianIncompatible(
+            f"listenfd's --systemd-socket does not support Granian {_granian_version()} "
+            f"(supported: {SUPPORTED_GRANIAN}): missing {'; '.join(missing)}. "
+            f"Run without --systemd-socket, or install a supported Granian."
+        )
+
+
+class Granian(_GranianServer):  # type: ignore[misc,valid-type]
+    """Granian's server, able to serve on a socket passed by systemd.
+
+    ``systemd_socket=True``: take the listening socket from the service manager
+    (``LISTEN_FDS``), chosen by ``systemd_socket_name``, else by the address
+    (``address``/``port`` or ``uds``), else the only one passed; with none
+    passed, Granian binds as usual. ``systemd_socket_name`` implies
+    ``systemd_socket``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        systemd_socket: bool = False,
+        systemd_socket_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.systemd_socket = systemd_socket or systemd_socket_name is not None
+        self.systemd_socket_name = systemd_socket_name
+        self._listenfd_source: str | None = None
+        self._listenfd_address: str | None = None
+        self._listenfd_backlog = 0
+        if self.systemd_socket:
+            try:
+                check_granian(self)
+            except GranianIncompatible as exc:
+                _granian_logger.error(str(exc))
+                raise FatalError(str(exc)) from None
+
+    @property
+    def _bind_addr_fmt(self) -> str:
+        if self._listenfd_address is not None:
+            return f"{self._listenfd_address} ({self._listenfd_source})"
+        return str(super()._bind_addr_fmt)
+
+    def _wanted_address(self) -> Address:
+        if self.bind_uds:
+            return str(self.bind_uds)
+        return (str(self.bind_addr), int(self.bind_port))
+
+    def _fail(self, message: str) -> NoReturn:
+        _granian_logger.error(message)
+        raise FatalError(message)
+
+    def _init_shared_socket(self) -> None:
+        if not self.systemd_socket:
+            super()._init_shared_socket()
+            return
+        try:
+            sockets = from_systemd()
+        except ActivationError as exc:
+            self._fail(f"--systemd-socket: {exc}")
+        wanted = self._wanted_address()
+        chosen, reason = choose(wanted, self.systemd_socket_name, sockets)
+        if chosen is None:
+            if sockets:
+                self._fail(
+                    f"--systemd-socket: {reason}. Pick one with --systemd-socket-name "
+                    f"(FileDescriptorName= in the socket unit) or --host/--port/--uds."
+                )
+            super()._init_shared_socket()
+            _granian_logger.info(f"--systemd-socket: {reason}; bound {self._bind_addr_fmt}")
+            return
+        if chosen.type != socket.SOCK_STREAM or not chosen.listening:
+            self._fail(
+                f"--systemd-socket: fd {chosen.fd} (name {chosen.name!r}) was chosen because "
+                f"{reason}, but it is {chosen!r}: expected a listening stream socket "
+                f"(ListenStream= with Accept=no in the socket unit)"
+            )
+        unchosen = [s for s in sockets if s is not chosen]
+        if unchosen:
+            _granian_logger.warning(
+                "--systemd-socket: left open and unused: " + ", ".join(repr(s) for s in unchosen)
+            )
+            for s in unchosen:
+                s.detach()  # leave them open: another part of the service may want them
+        self._adopt(chosen, reason)
+
+    def _adopt(self, chosen: InheritedSocket, reason: str) -> None:
+        from granian._granian import SocketHolder
+
+        is_uds = chosen.family == socket.AF_UNIX
+        # Keep the backlog the service manager gave the socket (Backlog=):
+        # Granian's workers call listen() again with the holder's value.
+        backlog = chosen.backlog or self.backlog
+        address = describe_address(chosen.address)
+        source = f"fd {chosen.fd} {chosen.name!r}, from systemd"
+        if not is_uds:
+            # Granian sets TCP_NODELAY on sockets it binds; accepted sockets
+            # inherit it from the listener.
+            sock = socket.socket(fileno=chosen.fileno())
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            finally:
+                sock.detach()
+        fd = chosen.detach()
+        # systemd owns the unix path: Granian unlinks bind_uds at shutdown.
+        self.bind_uds = None
+        self._listenfd_address = f"unix:{address}" if is_uds else address
+        self._listenfd_source = source
+        self._listenfd_backlog = backlog
+        self._ssp = None
+        self._shd = SocketHolder(fd, is_uds, backlog)
+        self._sfd = fd
+        self._after_adopt(fd)
+        _granian_logger.info(
+            f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, "
+            f"backlog {backlog}) because {reason}"
+        )
+
+    def _after_adopt(self, fd: int) -> None:
+        # MPServer._init_shared_socket() also keeps the shared socket as an
+        # inheritable socket object (_sso): the `spawn` start method needs it
+        # so the fd reaches the worker at the same number.
+        if _is_process_server(self):
+            sock = socket.socket(fileno=fd)
+            sock.set_inheritable(True)
+            self._sso = sock
+
+    def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
+        # Thread workers (free-threaded builds) share one process, and Granian's
+        # Rust side closes the fd of a worker's holder when the worker stops:
+        # each thread worker gets a holder on its own dup of the fd.
+        if self._listenfd_address is None or _is_process_server(self):
+            return super()._spawn_worker(*args, **kwargs)
+        import os
+
+        from granian._granian import SocketHolder
+
+        shared = self._shd
+        self._shd = SocketHolder(os.dup(self._sfd), shared.is_uds(), self._listenfd_backlog)
+        try:
+            return super()._spawn_worker(*args, **kwargs)
+        finally:
+            self._shd = shared
+
+
+def _is_process_server(server: object) -> bool:
+    from granian.server.mp import MPServer
+
+    return isinstance(server, MPServer)
+
+
+def patch_cli(cli_module: Any) -> None:
+    """Add --systemd-socket and --systemd-socket-name to Granian's CLI."""
+    import click
+
+    command = cli_module.cli
+    if any(p.name == "systemd_socket" for p in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["--systemd-socket"],
+            is_flag=True,
+            default=False,
+            show_envvar=True,
+            help="Serve on a listening socket passed by systemd (socket activation, "
+            "LISTEN_FDS), chosen by --systemd-socket-name, else by --host/--port or --uds, "
+            "else the only one passed; bind as usual when none was passed. [listenfd]",
+        )
+    )
+    command.params.append(
+        click.Option(
+            ["--systemd-socket-name"],
+            default=None,
+            metavar="NAME",
+            show_envvar=True,
+            help="With --systemd-socket: the socket whose FileDescriptorName= is NAME. "
+            "Implies --systemd-socket. [listenfd]",
+        )
+    )
+    original: Callable[..., Any] = command.callback
+
+    @functools.wraps(original)
+    def callback(
+        *args: Any,
+        systemd_socket: bool = False,
+        systemd_socket_name: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if systemd_socket or systemd_socket_name is not None:
+            try:
+                check_granian()
+            except GranianIncompatible as exc:
+                click.echo(f"Error: {exc}", err=True)
+                raise click.exceptions.Exit(1) from None
+            cli_module.Server = functools.partial(
+                Granian, systemd_socket=True, systemd_socket_name=systemd_socket_name
+            )
+        try:
+            return original(*args, **kwargs)
+        except FatalError:
+            # Granian catches FatalError from serve() only; ours can also come
+            # from the constructor (incompatible internals).
+            raise click.exceptions.Exit(1) from None
+
+    command.callback = callback
+
+
+def main() -> None:
+    """``python -m listenfd.granian``: Granian's CLI with the listenfd options."""
+    import granian.cli
+
+    patch_cli(granian.cli)
+    granian.cli.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

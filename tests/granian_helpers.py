@@ -1,0 +1,160 @@
+"""Starting real Granian on real sockets, and talking HTTP to it."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from conftest import pass_fds, python_env, trampoline_cmd
+
+APPS = Path(__file__).resolve().parent / "apps"
+GRANIAN = str(Path(sys.executable).with_name("granian"))
+Target = Union[tuple[str, int], str]
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def get(target: Target, path: str = "/", timeout: float = 10) -> str:
+    """One GET on a fresh connection; the response body."""
+    if isinstance(target, str):
+        conn: http.client.HTTPConnection = UnixHTTPConnection(target, timeout)
+    else:
+        host, port = target
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read().decode()
+        assert response.status == 200, (response.status, body)
+        return body
+    finally:
+        conn.close()
+
+
+def pid_of(body: str) -> int:
+    return int(body.rsplit("pid ", 1)[1])
+
+
+def wait_http(target: Target, proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"granian exited with {proc.returncode}")
+        try:
+            return get(target, timeout=5)
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def serving_pids(target: Target, workers: int, timeout: float = 30) -> set[int]:
+    """Ask until `workers` different worker pids have answered."""
+    pids: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(pids) < workers and time.monotonic() < deadline:
+        pids.add(pid_of(get(target)))
+    return pids
+
+
+def granian_argv(
+    interface: str, workers: int, *extra: str, start_method: str | None = None
+) -> list[str]:
+    args = ["--interface", interface, "--workers", str(workers), *extra, f"hello:{interface}"]
+    if start_method is None:
+        return [GRANIAN, *args]
+    # The hook must also patch granian.cli imported from a program.
+    code = (
+        "import multiprocessing, sys; "
+        f"multiprocessing.set_start_method({start_method!r}); "
+        "from granian.cli import entrypoint; sys.argv[0] = 'granian'; entrypoint()"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+def start_activated(
+    sockets: Sequence[socket.socket], names: Sequence[str], argv: Sequence[str], **kw: Any
+) -> subprocess.Popen[str]:
+    """Start argv as systemd would, with `sockets` at fds 3.. (via the trampoline)."""
+    slots: list[int | str] = [s.fileno() for s in sockets]
+    env = {"LISTEN_PID": "@PID@", "LISTEN_FDS": str(len(sockets))}
+    if names:
+        env["LISTEN_FDNAMES"] = ":".join(names)
+    return subprocess.Popen(
+        trampoline_cmd(slots, env, argv),
+        pass_fds=pass_fds(slots),
+        cwd=APPS,
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """SIGTERM, wait, return everything it printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def listeners(port: int | None = None, path: str | None = None) -> list[str]:
+    """`ss` lines of the listening sockets on a TCP port or unix path."""
+    if port is not None:
+        cmd = ["ss", "-Hltn", f"sport = :{port}"]
+    else:
+        cmd = ["ss", "-Hlx", f"src {path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def send_q(port: int) -> int:
+    """The backlog of the listener on `port`, as `ss -ltn` shows it (Send-Q)."""
+    (line,) = listeners(port=port)
+    return int(line.split()[2])
+
+
+def tcp_listener(host: str = "127.0.0.1", backlog: int = 128) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, 0))
+    s.listen(backlog)
+    return s
+
+
+def unix_listener(path: str, backlog: int = 128) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(backlog)
+    return s
+
+
+def proc_fds(pid: int) -> set[str]:
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
+__all__ = ["python_env"]
