@@ -272,6 +272,102 @@ pub fn tcp_listen_backlog(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
     Ok((info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_sacked))
 }
 
+/// The accept-queue limit of a listening unix stream socket, which no socket
+/// option reports: asked of the kernel through `NETLINK_SOCK_DIAG`
+/// (`UDIAG_SHOW_RQLEN`: for a listener the "write queue" is
+/// `sk_max_ack_backlog`), the way `ss -lx` shows it as Send-Q.
+/// `None` when the socket is not listening.
+#[cfg(target_os = "linux")]
+pub fn unix_listen_backlog(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    const NETLINK_SOCK_DIAG: c_int = 4;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_RQLEN: u32 = 0x10;
+    const UNIX_DIAG_RQLEN: u16 = 4;
+    const TCP_LISTEN: u8 = 10;
+    const NLMSG_HDRLEN: usize = 16;
+
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: live fd, valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded.
+    let inode = unsafe { st.assume_init() }.st_ino as u32;
+
+    // SAFETY: plain socket(2) call.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket() just returned this fd and nothing else owns it.
+    let netlink = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    // nlmsghdr (16) + unix_diag_req (24), native endian.
+    let mut req = Vec::with_capacity(40);
+    req.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()); // nlmsg_type
+    req.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes()); // nlmsg_flags
+    req.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
+    req.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid
+    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]); // family, protocol, pad
+    req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes()); // udiag_states
+    req.extend_from_slice(&inode.to_ne_bytes()); // udiag_ino
+    req.extend_from_slice(&UDIAG_SHOW_RQLEN.to_ne_bytes()); // udiag_show
+    req.extend_from_slice(&[0xff; 8]); // udiag_cookie: "no cookie"
+                                       // SAFETY: sending a fully initialised buffer on our own socket.
+    if unsafe { libc::send(netlink.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 1024];
+    // SAFETY: receiving into a buffer we own, bounded by its length.
+    let n = unsafe { libc::recv(netlink.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let msg = &buf[..n as usize];
+    let u16_at = |o: usize| u16::from_ne_bytes([msg[o], msg[o + 1]]);
+    let u32_at = |o: usize| u32::from_ne_bytes([msg[o], msg[o + 1], msg[o + 2], msg[o + 3]]);
+    if msg.len() < NLMSG_HDRLEN + 4 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short sock_diag reply",
+        ));
+    }
+    if u16_at(4) == libc::NLMSG_ERROR as u16 {
+        let errno = -(u32_at(NLMSG_HDRLEN) as i32);
+        // ENOENT: the kernel does not know the socket (not bound, say).
+        return match errno {
+            libc::ENOENT => Ok(None),
+            _ => Err(io::Error::from_raw_os_error(errno)),
+        };
+    }
+    if msg[NLMSG_HDRLEN + 2] != TCP_LISTEN {
+        return Ok(None);
+    }
+    let len = (u32_at(0) as usize).min(msg.len());
+    // unix_diag_msg is 16 bytes; attributes follow, each 4-byte aligned.
+    let mut at = NLMSG_HDRLEN + 16;
+    while at + 4 <= len {
+        let (rta_len, rta_type) = (u16_at(at) as usize, u16_at(at + 2));
+        if rta_len < 4 || at + rta_len > len {
+            break;
+        }
+        if rta_type == UNIX_DIAG_RQLEN && rta_len >= 12 {
+            return Ok(Some(u32_at(at + 8)));
+        }
+        at += (rta_len + 3) & !3;
+    }
+    Ok(None)
+}
+
 /// An address a server asks for, to be matched against inherited sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WantedAddr {
@@ -440,6 +536,28 @@ mod tests {
             tcp_listen_backlog(a.as_fd()).is_err(),
             "TCP_INFO is for TCP only"
         );
+    }
+
+    #[test]
+    fn unix_backlog_is_what_listen_set() {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let dir = std::env::temp_dir().join(format!("listenfd-backlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.sock");
+        let _ = std::fs::remove_file(&path);
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        s.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+        assert_eq!(
+            unix_listen_backlog(s.as_fd()).unwrap(),
+            None,
+            "not listening yet"
+        );
+        s.listen(33).unwrap();
+        assert_eq!(unix_listen_backlog(s.as_fd()).unwrap(), Some(33));
+        s.listen(7).unwrap();
+        assert_eq!(unix_listen_backlog(s.as_fd()).unwrap(), Some(7));
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn wanted(s: &str) -> WantedAddr {

@@ -183,17 +183,19 @@ impl InheritedSocket {
     }
 
     /// The accept-queue limit the socket already has (the unit's `Backlog=`),
-    /// when the kernel tells: TCP listeners on Linux. `None` otherwise.
+    /// for TCP and unix stream listeners on Linux. `None` otherwise.
     #[getter]
     fn backlog(&self) -> PyResult<Option<u32>> {
         #[cfg(target_os = "linux")]
         if self.info.listening && self.info.kind == Kind::Stream {
-            if let LocalAddr::Inet(_) = self.info.local_addr {
-                let fd = self.owned()?;
-                return crate::inspect::tcp_listen_backlog(fd.as_fd()).map_err(|e| {
-                    to_pyerr(Error::os(format!("TCP_INFO on fd {}", self.fd_number), e))
-                });
-            }
+            let fd = self.owned()?.as_fd();
+            let (found, how) = match self.info.local_addr {
+                LocalAddr::Inet(_) => (crate::inspect::tcp_listen_backlog(fd), "TCP_INFO"),
+                LocalAddr::Unix(_) => (crate::inspect::unix_listen_backlog(fd), "sock_diag"),
+                LocalAddr::Unknown => return Ok(None),
+            };
+            return found
+                .map_err(|e| to_pyerr(Error::os(format!("{how} on fd {}", self.fd_number), e)));
         }
         Ok(None)
     }

@@ -123,18 +123,16 @@ def stop(proc: subprocess.Popen[str], timeout: float = 30) -> str:
 
 def listeners(port: int | None = None, path: str | None = None) -> list[str]:
     """`ss` lines of the listening sockets on a TCP port or unix path."""
-    if port is not None:
-        cmd = ["ss", "-Hltn", f"sport = :{port}"]
-    else:
-        cmd = ["ss", "-Hlx", f"src {path}"]
+    cmd = ["ss", "-Hltn", f"sport = :{port}"] if port is not None else ["ss", "-Hlx", f"src {path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if line.strip()]
 
 
-def send_q(port: int) -> int:
-    """The backlog of the listener on `port`, as `ss -ltn` shows it (Send-Q)."""
-    (line,) = listeners(port=port)
-    return int(line.split()[2])
+def send_q(port: int | None = None, path: str | None = None) -> int:
+    """The backlog of the listener, as `ss -ltn` / `ss -lx` show it (Send-Q)."""
+    (line,) = listeners(port=port, path=path)
+    fields = line.split()
+    return int(fields[2] if port is not None else fields[3])
 
 
 def tcp_listener(host: str = "127.0.0.1", backlog: int = 128) -> socket.socket:

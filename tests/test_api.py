@@ -286,3 +286,19 @@ def test_pool_claims_once_and_hands_out_each_socket_once(
             s.close()
     finally:
         _bind._pool = _bind._Pool()
+
+
+def test_backlog_reports_what_listen_set(
+    inherit: Inherit,
+    udp4: socket.socket,
+    pair: tuple[socket.socket, socket.socket],
+    tmp_sock_dir: Path,
+) -> None:
+    tcp = socket.create_server(("127.0.0.1", 0), backlog=77)
+    uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    uds.bind(str(tmp_sock_dir / "b.sock"))
+    uds.listen(33)
+    got = inherit([tcp, uds, udp4, pair[0]])
+    tcp.close()
+    uds.close()
+    assert [s.backlog for s in got] == [77, 33, None, None]

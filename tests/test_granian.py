@@ -33,7 +33,9 @@ pytest.importorskip("granian")
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 
 
-def run_granian_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_granian_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [GRANIAN, *args],
         capture_output=True,
@@ -102,7 +104,12 @@ def test_a_broken_hook_never_breaks_granian(tmp_path: Path) -> None:
 
 def _ssa_granian(listen: list[str], fdnames: str, extra: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [SSA, *[f"--listen={a}" for a in listen], f"--fdname={fdnames}", *granian_argv("asgi", 2, *extra)],
+        [
+            SSA,
+            *[f"--listen={a}" for a in listen],
+            f"--fdname={fdnames}",
+            *granian_argv("asgi", 2, *extra),
+        ],
         cwd=APPS,
         env=python_env(),
         stdout=subprocess.PIPE,
@@ -111,7 +118,9 @@ def _ssa_granian(listen: list[str], fdnames: str, extra: list[str]) -> subproces
     )
 
 
-@pytest.mark.skipif(not Path(SSA).exists() and not os.environ.get("CI"), reason="no systemd-socket-activate")
+@pytest.mark.skipif(
+    not Path(SSA).exists() and not os.environ.get("CI"), reason="no systemd-socket-activate"
+)
 @pytest.mark.parametrize("kind", ["tcp4", "tcp6", "unix"])
 def test_under_systemd_socket_activate(kind: str, tmp_sock_dir: Path) -> None:
     if kind == "unix":
@@ -187,7 +196,12 @@ def test_nothing_passed_binds_as_usual() -> None:
     port = free_port()
     argv = granian_argv("asgi", 1, "--systemd-socket", "--port", str(port))
     proc = subprocess.Popen(
-        argv, cwd=APPS, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=APPS,
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_http(("127.0.0.1", port), proc)
@@ -199,7 +213,9 @@ def test_nothing_passed_binds_as_usual() -> None:
 def test_backlog_and_nodelay_of_the_inherited_socket_survive() -> None:
     holder = tcp_listener(backlog=77)
     port = holder.getsockname()[1]
-    proc = start_activated([holder], ["web"], granian_argv("asgi", 2, "--systemd-socket", "--backlog", "2048"))
+    proc = start_activated(
+        [holder], ["web"], granian_argv("asgi", 2, "--systemd-socket", "--backlog", "2048")
+    )
     try:
         wait_http(("127.0.0.1", port), proc)
         serving_pids(("127.0.0.1", port), 2)
@@ -209,6 +225,20 @@ def test_backlog_and_nodelay_of_the_inherited_socket_survive() -> None:
     finally:
         out = stop(proc)
     assert "backlog 77" in out
+
+
+def test_backlog_of_an_inherited_unix_socket_survives(tmp_sock_dir: Path) -> None:
+    path = str(tmp_sock_dir / "b.sock")
+    holder = unix_listener(path, backlog=55)
+    proc = start_activated([holder], ["web"], granian_argv("wsgi", 2, "--systemd-socket"))
+    try:
+        wait_http(path, proc)
+        serving_pids(path, 2)
+        assert send_q(path=path) == 55
+    finally:
+        out = stop(proc)
+        holder.close()
+    assert "backlog 55" in out
 
 
 def test_restarts_on_a_held_socket_refuse_nothing() -> None:
@@ -328,3 +358,121 @@ def test_embedded_granian_class() -> None:
         out = stop(proc)
         holder.close()
     assert "because its name is 'web'" in out
+
+
+def test_rsgi_interface() -> None:
+    holder = tcp_listener()
+    proc = start_activated([holder], ["web"], granian_argv("rsgi", 2, "--systemd-socket"))
+    try:
+        wait_http(holder.getsockname(), proc)
+        assert len(serving_pids(holder.getsockname(), 2)) == 2
+    finally:
+        stop(proc)
+        holder.close()
+
+
+@pytest.mark.skipif(
+    not Path(SSA).exists() and not os.environ.get("CI"), reason="no systemd-socket-activate"
+)
+def test_dual_stack_listen_stream_port() -> None:
+    # `-l PORT` is what `ListenStream=PORT` gives: one [::]:PORT socket with
+    # IPV6_V6ONLY off, serving IPv4 and IPv6 clients alike.
+    port = free_port(socket.AF_INET6, "::")
+    proc = _ssa_granian(
+        [str(port)], "web", ["--systemd-socket", "--host", "0.0.0.0", "--port", str(port)]
+    )
+    try:
+        wait_http(("127.0.0.1", port), proc)
+        assert "hello from pid" in get(("::1", port))
+        assert len(listeners(port=port)) == 1
+    finally:
+        out = stop(proc)
+    assert "because its address is 0.0.0.0:" in out
+    assert f"Listening at: http://[::]:{port} (fd 3 'web', from systemd)" in out
+
+
+def test_tls(tmp_path: Path) -> None:
+    import http.client
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    holder = tcp_listener()
+    host, port = holder.getsockname()
+    argv = granian_argv(
+        "asgi", 1, "--systemd-socket", "--ssl-certificate", str(cert), "--ssl-keyfile", str(key)
+    )
+    proc = start_activated([holder], ["web"], argv)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            conn = http.client.HTTPSConnection(host, port, timeout=10, context=context)
+            try:
+                conn.request("GET", "/")
+                body = conn.getresponse().read().decode()
+                break
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+            finally:
+                conn.close()
+    finally:
+        out = stop(proc)
+        holder.close()
+    assert "hello from pid" in body
+    assert f"Listening at: https://{host}:{port} (fd 3 'web', from systemd)" in out
+
+
+def test_reload_on_changes_keeps_the_socket(tmp_path: Path) -> None:
+    watched = tmp_path / "src"
+    watched.mkdir()
+    holder = tcp_listener()
+    target = holder.getsockname()
+    argv = granian_argv(
+        "asgi",
+        1,
+        "--systemd-socket",
+        "--reload",
+        "--reload-paths",
+        str(watched),
+        "--reload-tick",
+        "50",
+    )
+    proc = start_activated([holder], ["web"], argv)
+    try:
+        first = pid_of(wait_http(target, proc))
+        time.sleep(0.5)  # let the watcher start
+        (watched / "changed.py").write_text("x = 1\n")
+        deadline = time.monotonic() + 30
+        pid = first
+        while pid == first and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pid = pid_of(get(target))
+        assert pid != first, "a new worker serves after the change"
+        assert len(listeners(port=target[1])) == 1
+    finally:
+        out = stop(proc)
+        holder.close()
+    assert "Changes detected, reloading workers" in out

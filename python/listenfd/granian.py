@@ -197,7 +197,7 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
         self._listenfd_source = source
         self._listenfd_backlog = backlog
         self._ssp = None
-        self._shd = SocketHolder(fd, is_uds, backlog)
+        self._shd = SocketHolder(fd, is_uds, backlog)  # type: ignore[call-arg]
         self._sfd = fd
         self._after_adopt(fd)
         _granian_logger.info(
@@ -225,7 +225,9 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
         from granian._granian import SocketHolder
 
         shared = self._shd
-        self._shd = SocketHolder(os.dup(self._sfd), shared.is_uds(), self._listenfd_backlog)
+        self._shd = SocketHolder(  # type: ignore[call-arg]
+            os.dup(self._sfd), shared.is_uds(), self._listenfd_backlog
+        )
         try:
             return super()._spawn_worker(*args, **kwargs)
         finally:
@@ -299,7 +301,7 @@ def main() -> None:
     import granian.cli
 
     patch_cli(granian.cli)
-    granian.cli.entrypoint()
+    granian.cli.entrypoint()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

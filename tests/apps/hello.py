@@ -13,7 +13,9 @@ def _body(path: str) -> bytes:
     return f"hello from pid {os.getpid()}\n".encode()
 
 
-async def asgi(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+async def asgi(
+    scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+) -> None:
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -27,7 +29,10 @@ async def asgi(scope: dict[str, Any], receive: Callable[..., Any], send: Callabl
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
