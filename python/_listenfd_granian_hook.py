@@ -1,8 +1,12 @@
-"""Runs at interpreter start (from listenfd-granian.pth) and does almost nothing:
-it puts a finder on sys.meta_path that waits for `granian.cli` to be imported,
-then adds --systemd-socket to Granian's command line. Nothing is imported here
-beyond what `site` already loaded (not even typing: annotations are strings).
+"""Adds --systemd-socket to Granian's command line when `granian.cli` is imported.
 
+Interpreter start only imports this small module and puts a finder on
+sys.meta_path (`install()`); the finder waits for `granian.cli`. `install()` is
+called from the import line of `listenfd-granian.pth` (Python <= 3.14) or, by
+PEP 829, from `listenfd-granian.start` (Python >= 3.15, which then skips the
+.pth import line).
+
+Nothing is imported beyond what `site` already loaded (annotations are strings).
 LISTENFD_NO_GRANIAN_HOOK=1 turns it off.
 """
 
@@ -46,27 +50,29 @@ class _Loader:
             )
 
 
+def find_spec(
+    name: str, path: "Sequence[str] | None" = None, target: object = None
+) -> "ModuleSpec | None":
+    """The real loader of `granian.cli`, wrapped to patch it; one-shot."""
+    if name != "granian.cli":
+        return None
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "listenfd_granian", False)]
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec(name, path)
+    if spec is not None and spec.loader is not None:
+        spec.loader = _Loader(spec.loader)  # type: ignore[assignment]
+    return spec
+
+
 class _GranianCliFinder:
-    """One-shot: steps aside at its first match."""
-
-    @classmethod
-    def find_spec(
-        cls, name: str, path: "Sequence[str] | None" = None, target: object = None
-    ) -> "ModuleSpec | None":
-        if name != "granian.cli":
-            return None
-        if cls in sys.meta_path:
-            sys.meta_path.remove(cls)
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec(name, path)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)  # type: ignore[assignment]
-        return spec
+    listenfd_granian = True
+    find_spec = staticmethod(find_spec)
 
 
 def install() -> None:
+    """The PEP 829 entry point (`listenfd-granian.start`)."""
     if os.environ.get("LISTENFD_NO_GRANIAN_HOOK", "") not in ("", "0"):
         return
-    if _GranianCliFinder not in sys.meta_path:
+    if not any(getattr(f, "listenfd_granian", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _GranianCliFinder)

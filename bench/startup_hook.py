@@ -1,0 +1,138 @@
+"""What the Granian hook costs every interpreter start: `python -c pass` with
+and without listenfd-granian.pth, many interleaved runs, median difference.
+
+    python bench/startup_hook.py [--runs N]
+
+Two throw-away virtual environments see the same packages (a path entry to
+this environment's site-packages) and the same other .pth files; only one of
+them also has listenfd-granian.pth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import venv
+from pathlib import Path
+
+PTH = "listenfd-granian.pth"
+
+
+def make_env(root: Path, site_packages: str, with_hook: bool) -> Path:
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
+    python = root / "bin" / "python"
+    target = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    # A path line adds the directory but does not run its .pth files; the
+    # name sorts before the hook's, so the path is there when the hook runs.
+    (target / "000-real-site.pth").write_text(site_packages + "\n")
+    # Both get the environment's other .pth files (setuptools' distutils shim,
+    # editable installs, ...), as a real virtual environment has them.
+    for other in Path(site_packages).glob("*.pth"):
+        if other.name != PTH:
+            shutil.copy(other, target / other.name)
+    if with_hook:
+        shutil.copy(Path(site_packages) / PTH, target / PTH)
+    return python
+
+
+def time_once(python: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([str(python), "-c", "pass"], check=True, stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - t0) * 1000
+
+
+def time_pth_line(pth: Path) -> float:
+    """µs to exec the .pth import line (then undo what it did)."""
+    import timeit
+
+    line = pth.read_text().strip()
+    code = compile(line, str(pth), "exec")
+
+    def once() -> None:
+        exec(code, {})
+        del sys.meta_path[0]
+
+    return statistics.median(timeit.repeat(once, number=2000, repeat=7)) / 2000 * 1e6
+
+
+def time_cold_import(python: Path) -> float:
+    """µs for the first `import _listenfd_granian_hook` of a fresh interpreter
+    (after one other import, so the cwd path entry is already scanned)."""
+    code = (
+        "import time, json; t = time.perf_counter(); import _listenfd_granian_hook; "
+        "print((time.perf_counter() - t) * 1e6)"
+    )
+    runs = [
+        float(
+            subprocess.run(
+                [str(python), "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(21)
+    ]
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    site_packages = sysconfig.get_paths()["purelib"]
+    if not (Path(site_packages) / PTH).exists():
+        raise SystemExit(f"{PTH} is not installed in {site_packages}: pip install . first")
+    with tempfile.TemporaryDirectory() as tmp:
+        without = make_env(Path(tmp) / "without", site_packages, False)
+        with_hook = make_env(Path(tmp) / "with", site_packages, True)
+        for python in (without, with_hook):  # warm the page cache
+            time_once(python)
+        a, b = [], []
+        for i in range(args.runs):
+            pair = [(a, without), (b, with_hook)]
+            if i % 2:
+                pair.reverse()
+            for sink, python in pair:
+                sink.append(time_once(python))
+        probe = "import sys; print(any(getattr(f, 'listenfd_granian', 0) for f in sys.meta_path))"
+        installed = [
+            subprocess.run([str(p), "-c", probe], capture_output=True, text=True).stdout.strip()
+            for p in (without, with_hook)
+        ]
+        module_us = time_cold_import(without)
+    if installed != ["False", "True"]:
+        raise SystemExit(f"expected the finder only in the 'with' environment, got {installed}")
+    line_us = time_pth_line(Path(site_packages) / PTH)
+    med_a, med_b = statistics.median(a), statistics.median(b)
+    print(
+        f"# bench/startup_hook.py on {platform.machine()}, {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}; {args.runs} interleaved runs each"
+    )
+    print()
+    print("| `python -c pass` | median |")
+    print("|---|---:|")
+    print(f"| without the hook | {med_a:.2f} ms |")
+    print(f"| with listenfd-granian.pth | {med_b:.2f} ms |")
+    print(f"| difference | {med_b - med_a:+.3f} ms |")
+    print()
+    print(f"running the .pth line once the module is loaded (timeit): {line_us:.1f} µs")
+    print(
+        f"importing the hook module cold, in a fresh interpreter (median of 21): {module_us:.0f} µs"
+    )
+
+
+if __name__ == "__main__":
+    main()
