@@ -476,3 +476,37 @@ def test_reload_on_changes_keeps_the_socket(tmp_path: Path) -> None:
         out = stop(proc)
         holder.close()
     assert "Changes detected, reloading workers" in out
+
+
+@pytest.mark.skipif(
+    not Path(SSA).exists() and not os.environ.get("CI"), reason="no systemd-socket-activate"
+)
+def test_readme_quick_start() -> None:
+    """The README's first command, on a free port."""
+    port = free_port()
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    proc = subprocess.Popen(
+        [
+            SSA,
+            "-l",
+            f"127.0.0.1:{port}",
+            "--fdname=web",
+            GRANIAN,
+            "--interface",
+            "asgi",
+            "--systemd-socket",
+            "--working-dir",
+            str(examples),
+            "app:app",
+        ],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        body = wait_http(("127.0.0.1", port), proc)
+    finally:
+        out = stop(proc)
+    assert body.startswith("hello from pid ")
+    assert f"Listening at: http://127.0.0.1:{port} (fd 3 'web', from systemd)" in out
