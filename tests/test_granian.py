@@ -314,6 +314,8 @@ def test_matrix(workers: int, method: str, interface: str, kind: str, tmp_sock_d
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             # spawn starts a fresh interpreter; fork keeps the main's command line
             assert (b"multiprocessing.spawn" in cmdline) == (method == "spawn")
+        # The LISTEN_* variables are gone before the workers start.
+        assert get(target, "/env").startswith("{} pid ")
     finally:
         out = stop(proc)
         sock.close()
@@ -510,3 +512,34 @@ def test_readme_quick_start() -> None:
         out = stop(proc)
     assert body.startswith("hello from pid ")
     assert f"Listening at: http://127.0.0.1:{port} (fd 3 'web', from systemd)" in out
+
+
+def test_thread_workers_each_get_their_own_fd() -> None:
+    """Granian's thread workers (MTServer, free-threaded builds) close the fd of
+    their holder when they stop. Run MTServer here with its GIL check skipped:
+    after a SIGHUP respawn, which stops every old worker, the new ones must
+    still serve on the inherited socket."""
+    holder = tcp_listener()
+    target = holder.getsockname()
+    code = (
+        "from granian.server.mt import MTServer\n"
+        "from listenfd.granian import SystemdSocketMixin\n"
+        "class ThreadGranian(SystemdSocketMixin, MTServer):\n"
+        "    def _check_gil(self): pass\n"
+        "ThreadGranian('hello:asgi', interface='asgi', workers=2, respawn_interval=0,\n"
+        "              systemd_socket=True).serve()\n"
+    )
+    proc = start_activated([holder], ["web"], [sys.executable, "-c", code])
+    try:
+        wait_http(target, proc)
+        proc.send_signal(1)  # SIGHUP: respawn both thread workers
+        time.sleep(1.0)
+        for _ in range(20):
+            assert "hello from pid" in get(target)
+        assert len(listeners(port=target[1])) == 1
+    finally:
+        out = stop(proc)
+        holder.close()
+    assert "Spawning worker-1 with TID" in out
+    assert "Stopped old worker-2" in out
+    assert "(fd 3 'web', from systemd)" in out

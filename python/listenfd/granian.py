@@ -68,7 +68,7 @@ def _granian_version() -> str:
     return str(getattr(granian, "__version__", "unknown"))
 
 
-def check_granian(server: object | None = None) -> None:
+def check_granian(server: object | None = None, server_class: type | None = None) -> None:
     """Raise `GranianIncompatible`, naming the Granian version and the missing
     names, unless every internal listenfd relies on is there."""
     import granian._granian as native
@@ -79,6 +79,11 @@ def check_granian(server: object | None = None) -> None:
         "granian.cli": cli,
         "server_class": _GranianServer,
     }
+    if server_class is not None:
+        # The Granian class our mixin sits on, not the mixin's own overrides.
+        roots["server_class"] = next(
+            c for c in server_class.__mro__ if c.__module__.startswith("granian.")
+        )
     if server is not None:
         roots["server"] = server
     missing = []
@@ -94,15 +99,19 @@ def check_granian(server: object | None = None) -> None:
         )
 
 
-class Granian(_GranianServer):  # type: ignore[misc,valid-type]
-    """Granian's server, able to serve on a socket passed by systemd.
+class SystemdSocketMixin:
+    """Makes a Granian server class (process or thread workers) able to serve on
+    a socket passed by systemd; see `Granian`."""
 
-    ``systemd_socket=True``: take the listening socket from the service manager
-    (``LISTEN_FDS``), chosen by ``systemd_socket_name``, else by the address
-    (``address``/``port`` or ``uds``), else the only one passed; with none
-    passed, Granian binds as usual. ``systemd_socket_name`` implies
-    ``systemd_socket``.
-    """
+    # Set by Granian's AbstractServer; declared for the type checker.
+    bind_uds: Any
+    bind_addr: str
+    bind_port: int
+    backlog: int
+    _ssp: Any
+    _shd: Any
+    _sfd: Any
+    _sso: Any
 
     def __init__(
         self,
@@ -119,7 +128,7 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
         self._listenfd_backlog = 0
         if self.systemd_socket:
             try:
-                check_granian(self)
+                check_granian(self, type(self))
             except GranianIncompatible as exc:
                 _granian_logger.error(str(exc))
                 raise FatalError(str(exc)) from None
@@ -128,7 +137,7 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
     def _bind_addr_fmt(self) -> str:
         if self._listenfd_address is not None:
             return f"{self._listenfd_address} ({self._listenfd_source})"
-        return str(super()._bind_addr_fmt)
+        return str(super()._bind_addr_fmt)  # type: ignore[misc]
 
     def _wanted_address(self) -> Address:
         if self.bind_uds:
@@ -141,7 +150,7 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
 
     def _init_shared_socket(self) -> None:
         if not self.systemd_socket:
-            super()._init_shared_socket()
+            super()._init_shared_socket()  # type: ignore[misc]
             return
         try:
             sockets = from_systemd()
@@ -155,7 +164,7 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
                     f"--systemd-socket: {reason}. Pick one with --systemd-socket-name "
                     f"(FileDescriptorName= in the socket unit) or --host/--port/--uds."
                 )
-            super()._init_shared_socket()
+            super()._init_shared_socket()  # type: ignore[misc]
             _granian_logger.info(f"--systemd-socket: {reason}; bound {self._bind_addr_fmt}")
             return
         if chosen.type != socket.SOCK_STREAM or not chosen.listening:
@@ -219,7 +228,7 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
         # Rust side closes the fd of a worker's holder when the worker stops:
         # each thread worker gets a holder on its own dup of the fd.
         if self._listenfd_address is None or _is_process_server(self):
-            return super()._spawn_worker(*args, **kwargs)
+            return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
         import os
 
         from granian._granian import SocketHolder
@@ -229,9 +238,21 @@ class Granian(_GranianServer):  # type: ignore[misc,valid-type]
             os.dup(self._sfd), shared.is_uds(), self._listenfd_backlog
         )
         try:
-            return super()._spawn_worker(*args, **kwargs)
+            return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._shd = shared
+
+
+class Granian(SystemdSocketMixin, _GranianServer):  # type: ignore[misc,valid-type]
+    """Granian's server, able to serve on a socket passed by systemd.
+
+    ``systemd_socket=True``: take the listening socket from the service manager
+    (``LISTEN_FDS``), chosen by ``systemd_socket_name``, else by the address
+    (``address``/``port`` or ``uds``), else the only one passed; with none
+    passed, Granian binds as usual. ``systemd_socket_name`` implies
+    ``systemd_socket``. For another Granian server class (the thread-worker
+    ``MTServer`` of free-threaded builds), mix in `SystemdSocketMixin` the same way.
+    """
 
 
 def _is_process_server(server: object) -> bool:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Callable
 
 
 def _body(path: str) -> bytes:
+    if path == "/env":
+        listen = {k: v for k, v in os.environ.items() if k.startswith("LISTEN_")}
+        return f"{json.dumps(listen)} pid {os.getpid()}\n".encode()
     if path.startswith("/slow/"):
         time.sleep(float(path.rsplit("/", 1)[1]))
     return f"hello from pid {os.getpid()}\n".encode()
