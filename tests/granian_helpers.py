@@ -90,7 +90,11 @@ def granian_argv(
 
 
 def start_activated(
-    sockets: Sequence[socket.socket], names: Sequence[str], argv: Sequence[str], **kw: Any
+    sockets: Sequence[socket.socket],
+    names: Sequence[str],
+    argv: Sequence[str],
+    extra_env: dict[str, str] | None = None,
+    **kw: Any,
 ) -> subprocess.Popen[str]:
     """Start argv as systemd would, with `sockets` at fds 3.. (via the trampoline)."""
     slots: list[int | str] = [s.fileno() for s in sockets]
@@ -101,7 +105,7 @@ def start_activated(
         trampoline_cmd(slots, env, argv),
         pass_fds=pass_fds(slots),
         cwd=APPS,
-        env=python_env(),
+        env={**python_env(), **(extra_env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

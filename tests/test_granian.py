@@ -167,6 +167,23 @@ def test_two_sockets_and_a_name() -> None:
         s.close()
 
 
+def test_options_from_granian_environment_variables() -> None:
+    web, admin = tcp_listener(), tcp_listener()
+    proc = start_activated(
+        [web, admin],
+        ["web", "admin"],
+        granian_argv("asgi", 1),
+        extra_env={"GRANIAN_SYSTEMD_SOCKET": "1", "GRANIAN_SYSTEMD_SOCKET_NAME": "admin"},
+    )
+    try:
+        wait_http(admin.getsockname(), proc)
+    finally:
+        out = stop(proc)
+        web.close()
+        admin.close()
+    assert "because its name is 'admin'" in out
+
+
 def test_several_sockets_and_no_choice_is_a_clear_error() -> None:
     a, b = tcp_listener(), tcp_listener()
     proc = start_activated([a, b], ["a", "b"], granian_argv("asgi", 1, "--systemd-socket"))
