@@ -560,3 +560,27 @@ def test_thread_workers_each_get_their_own_fd() -> None:
     assert "Spawning worker-1 with TID" in out
     assert "Stopped old worker-2" in out
     assert "(fd 3 'web', from systemd)" in out
+
+
+def test_workers_lifetime_respawns_on_the_same_socket() -> None:
+    """--workers-lifetime (Granian's minimum is 60 s): the respawned workers
+    serve on the inherited socket and nothing is refused meanwhile."""
+    holder = tcp_listener()
+    target = holder.getsockname()
+    argv = granian_argv(
+        "asgi", 2, "--systemd-socket", "--workers-lifetime", "60", "--respawn-interval", "0"
+    )
+    proc = start_activated([holder], ["web"], argv)
+    try:
+        first = serving_pids(target, 2) if wait_http(target, proc) else set()
+        deadline = time.monotonic() + 120
+        later: set[int] = set(first)
+        while later & first and time.monotonic() < deadline:
+            time.sleep(0.5)
+            later = {pid_of(get(target)) for _ in range(4)}
+        assert not later & first, "workers were respawned after their lifetime"
+        assert len(listeners(port=target[1])) == 1
+    finally:
+        out = stop(proc)
+        holder.close()
+    assert "lifetime expired, gracefully respawning" in out
