@@ -54,6 +54,25 @@ pub enum Error {
     )]
     AlreadyClaimed { fd: RawFd, name: String },
 
+    /// A `-s` option of the launcher that does not parse.
+    #[error("{0}")]
+    InvalidSocketSpec(String),
+
+    /// Another launcher option out of range.
+    #[error("{option}: {problem}")]
+    InvalidOption {
+        option: &'static str,
+        problem: String,
+    },
+
+    /// The launcher will not bind a unix socket over an existing file: it
+    /// never removes what it did not create.
+    #[error(
+        "{path} already exists ({found}); listenfd never removes a file it did not create: \
+         remove it yourself or choose another path"
+    )]
+    PathExists { path: String, found: &'static str },
+
     /// A system call failed on something that should have worked.
     #[error("{context}: {source}")]
     Os {

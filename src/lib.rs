@@ -12,6 +12,10 @@ compile_error!(
 pub mod activation;
 pub mod error;
 pub mod inspect;
+#[cfg(target_os = "linux")]
+pub mod launcher;
+#[cfg(target_os = "linux")]
+pub mod notify;
 
 #[cfg(feature = "python")]
 mod python;

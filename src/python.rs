@@ -23,7 +23,7 @@ pyo3::create_exception!(
      found and what was expected."
 );
 
-fn to_pyerr(err: Error) -> PyErr {
+pub(crate) fn to_pyerr(err: Error) -> PyErr {
     match err {
         Error::Os { context, source } => match source.raw_os_error() {
             // OSError(errno, text) builds the matching subclass (FileNotFoundError, ...).
@@ -319,8 +319,243 @@ fn from_systemd_explained(
     })
 }
 
+#[cfg(target_os = "linux")]
+mod launcher_bindings {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use pyo3::exceptions::{PyRuntimeError, PyValueError};
+    use pyo3::prelude::*;
+    use tokio::sync::watch;
+
+    use super::to_pyerr;
+    use crate::error::Error;
+    use crate::launcher::{
+        parse_signal, Config, Launcher as Engine, RestartMode, SocketSpec, Status,
+    };
+
+    fn seconds(option: &'static str, value: f64) -> PyResult<Duration> {
+        Duration::try_from_secs_f64(value).map_err(|_| {
+            PyValueError::new_err(format!("{option}: expected seconds >= 0, got {value}"))
+        })
+    }
+
+    /// The `listenfd run` engine: holds the sockets, runs COMMAND on them and
+    /// restarts it without refusing a connection. Starts at construction.
+    #[pyclass(module = "listenfd", name = "Launcher", frozen)]
+    pub struct Launcher {
+        engine: Mutex<Engine>,
+        status: watch::Receiver<Status>,
+        sockets: Vec<String>,
+    }
+
+    async fn wait_until(
+        mut status: watch::Receiver<Status>,
+        done: impl Fn(&Status) -> bool,
+    ) -> PyResult<Status> {
+        let result = status.wait_for(|s| done(s)).await.map(|s| s.clone());
+        match result {
+            Ok(s) => Ok(s),
+            Err(_) => Ok(status.borrow().clone()),
+        }
+    }
+
+    #[pymethods]
+    impl Launcher {
+        #[new]
+        #[pyo3(signature = (
+            command, *, sockets = Vec::new(), backlog = None, unix_mode = None,
+            no_pid = false, watch = Vec::new(), ignore = Vec::new(), debounce = 0.1,
+            restart_mode = "overlap", ready_timeout = 30.0, ready_delay = 2.0,
+            stop_timeout = 10.0, stop_signal = "SIGTERM", notify_access = "main",
+            handle_signals = false, verbose = true,
+        ))]
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            py: Python<'_>,
+            command: Vec<OsString>,
+            sockets: Vec<String>,
+            backlog: Option<i32>,
+            unix_mode: Option<u32>,
+            no_pid: bool,
+            watch: Vec<PathBuf>,
+            ignore: Vec<String>,
+            debounce: f64,
+            restart_mode: &str,
+            ready_timeout: f64,
+            ready_delay: f64,
+            stop_timeout: f64,
+            stop_signal: &str,
+            notify_access: &str,
+            handle_signals: bool,
+            verbose: bool,
+        ) -> PyResult<Self> {
+            let mut config = Config::new(command);
+            config.sockets = sockets
+                .iter()
+                .map(|s| SocketSpec::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            if let Some(b) = backlog {
+                if b < 1 {
+                    return Err(PyValueError::new_err(format!(
+                        "backlog: expected >= 1, got {b}"
+                    )));
+                }
+            }
+            config.backlog = backlog;
+            config.unix_mode = unix_mode;
+            config.no_pid = no_pid;
+            config.watch = watch;
+            config.ignore = ignore;
+            config.debounce = seconds("debounce", debounce)?;
+            config.restart_mode = RestartMode::parse(restart_mode).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "restart_mode: expected 'overlap' or 'stop-start', got {restart_mode:?}"
+                ))
+            })?;
+            config.ready_timeout = seconds("ready_timeout", ready_timeout)?;
+            config.ready_delay = seconds("ready_delay", ready_delay)?;
+            config.stop_timeout = seconds("stop_timeout", stop_timeout)?;
+            config.stop_signal = parse_signal(stop_signal).ok_or_else(|| {
+                PyValueError::new_err(format!("stop_signal: unknown signal {stop_signal:?}"))
+            })?;
+            config.notify_access_all = match notify_access {
+                "main" => false,
+                "all" => true,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "notify_access: expected 'main' or 'all', got {other:?}"
+                    )))
+                }
+            };
+            config.handle_signals = handle_signals;
+            config.verbose = verbose;
+            let engine = py.detach(|| Engine::start(config)).map_err(|e| match e {
+                Error::InvalidSocketSpec(m) => PyValueError::new_err(m),
+                Error::InvalidOption { .. } => PyValueError::new_err(e.to_string()),
+                Error::PathExists { .. } => {
+                    pyo3::exceptions::PyFileExistsError::new_err((libc::EEXIST, e.to_string()))
+                }
+                other => to_pyerr(other),
+            })?;
+            Ok(Launcher {
+                status: engine.status(),
+                sockets: engine.sockets.clone(),
+                engine: Mutex::new(engine),
+            })
+        }
+
+        /// The pid of the child serving now, or None between children.
+        #[getter]
+        fn pid(&self) -> Option<u32> {
+            self.status.borrow().pid
+        }
+
+        /// One line per held socket: `http://127.0.0.1:8000/ -> fd 3 (web)`.
+        #[getter]
+        fn sockets(&self) -> Vec<String> {
+            self.sockets.clone()
+        }
+
+        /// The exit status, once the launcher has stopped.
+        #[getter]
+        fn exit_code(&self) -> Option<i32> {
+            self.status.borrow().exit_code
+        }
+
+        /// Await the current child's readiness (READY=1, or --ready-delay for a
+        /// child that never notifies); returns its pid.
+        fn ready<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            let status = self.status.clone();
+            pyo3_async_runtimes::tokio::future_into_py(py, async move {
+                let s = wait_until(status, |s| {
+                    (s.ready && s.pid.is_some()) || s.exit_code.is_some()
+                })
+                .await?;
+                match (s.pid, s.exit_code) {
+                    (Some(pid), None) => Ok(pid),
+                    (_, code) => Err(PyRuntimeError::new_err(format!(
+                        "the launcher stopped (exit status {})",
+                        code.unwrap_or(1)
+                    ))),
+                }
+            })
+        }
+
+        /// Restart the child (overlap or stop-start, as configured); awaits the
+        /// new child's readiness and returns its pid, or raises RuntimeError
+        /// saying why it was given up (the old child then keeps serving).
+        fn restart<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            let answer = self.engine.lock().expect("launcher lock").restart();
+            pyo3_async_runtimes::tokio::future_into_py(py, async move {
+                match answer.await {
+                    Ok(Ok(pid)) => Ok(pid),
+                    Ok(Err(why)) => Err(PyRuntimeError::new_err(why)),
+                    Err(_) => Err(PyRuntimeError::new_err("the launcher has stopped")),
+                }
+            })
+        }
+
+        /// Stop the children and the launcher; returns the exit status.
+        fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            self.engine.lock().expect("launcher lock").stop();
+            let status = self.status.clone();
+            pyo3_async_runtimes::tokio::future_into_py(py, async move {
+                let s = wait_until(status, |s| s.exit_code.is_some()).await?;
+                Ok(s.exit_code.unwrap_or(1))
+            })
+        }
+
+        /// Block until the launcher finishes (the command line's main loop).
+        /// Ctrl-C asks it to stop the child in order; the exit status is returned.
+        fn wait(&self, py: Python<'_>) -> PyResult<i32> {
+            loop {
+                let finished = py.detach(|| {
+                    let engine = self.engine.lock().expect("launcher lock");
+                    if engine.is_finished() {
+                        return true;
+                    }
+                    drop(engine);
+                    std::thread::sleep(Duration::from_millis(50));
+                    false
+                });
+                if finished {
+                    break;
+                }
+                if let Err(err) = py.check_signals() {
+                    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+                        self.engine.lock().expect("launcher lock").stop();
+                    } else {
+                        return Err(err);
+                    }
+                }
+            }
+            Ok(py.detach(|| self.engine.lock().expect("launcher lock").wait()))
+        }
+
+        fn __enter__(slf: Py<Self>) -> Py<Self> {
+            slf
+        }
+
+        #[pyo3(signature = (*_exc))]
+        fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+            py.detach(|| {
+                let mut engine = self.engine.lock().expect("launcher lock");
+                engine.stop();
+                engine.wait();
+            });
+            false
+        }
+    }
+}
+
 #[pymodule]
 fn _listenfd(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(target_os = "linux")]
+    m.add_class::<launcher_bindings::Launcher>()?;
     m.add("ActivationError", m.py().get_type::<ActivationError>())?;
     m.add("SD_LISTEN_FDS_START", activation::SD_LISTEN_FDS_START)?;
     m.add_class::<InheritedSocket>()?;

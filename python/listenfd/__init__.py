@@ -19,6 +19,7 @@ from listenfd._listenfd import (
     SD_LISTEN_FDS_START,
     ActivationError,
     InheritedSocket,
+    Launcher,
     from_systemd,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "SD_LISTEN_FDS_START",
     "ActivationError",
     "InheritedSocket",
+    "Launcher",
     "bind_or_inherit",
     "from_systemd",
     "parse_address",

@@ -1,12 +1,15 @@
 """Type stubs for the Rust extension ``listenfd._listenfd``."""
 
+import os
 import socket
+from collections.abc import Awaitable, Sequence
 from typing import Final, final
 
 __all__ = [
     "SD_LISTEN_FDS_START",
     "ActivationError",
     "InheritedSocket",
+    "Launcher",
     "from_systemd",
     "from_systemd_explained",
 ]
@@ -50,3 +53,41 @@ def from_systemd(
 def from_systemd_explained(
     *, unset_env: bool = True, allow_missing_pid: bool = False
 ) -> tuple[list[InheritedSocket], str | None]: ...
+
+@final
+class Launcher:
+    """Holds sockets and runs a command on them, restarting it without refusing
+    a connection (the engine of ``listenfd run``). Starts at construction."""
+
+    def __new__(
+        cls,
+        command: Sequence[str | os.PathLike[str]],
+        *,
+        sockets: Sequence[str] = ...,
+        backlog: int | None = None,
+        unix_mode: int | None = None,
+        no_pid: bool = False,
+        watch: Sequence[str | os.PathLike[str]] = ...,
+        ignore: Sequence[str] = ...,
+        debounce: float = 0.1,
+        restart_mode: str = "overlap",
+        ready_timeout: float = 30.0,
+        ready_delay: float = 2.0,
+        stop_timeout: float = 10.0,
+        stop_signal: str = "SIGTERM",
+        notify_access: str = "main",
+        handle_signals: bool = False,
+        verbose: bool = True,
+    ) -> Launcher: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def sockets(self) -> list[str]: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    def ready(self) -> Awaitable[int]: ...
+    def restart(self) -> Awaitable[int]: ...
+    def stop(self) -> Awaitable[int]: ...
+    def wait(self) -> int: ...
+    def __enter__(self) -> Launcher: ...
+    def __exit__(self, *_exc: object) -> bool: ...

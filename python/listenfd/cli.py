@@ -47,12 +47,52 @@ def inspect(allow_missing_pid: bool) -> int:
     return EXIT_RECEIVED
 
 
+def run(args: argparse.Namespace) -> int:
+    from listenfd._listenfd import Launcher
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print(
+            "listenfd run: no command given; usage: listenfd run [OPTIONS] -- COMMAND [ARGS...]",
+            file=sys.stderr,
+        )
+        return EXIT_PROTOCOL_ERROR
+    try:
+        launcher = Launcher(
+            command,
+            sockets=args.socket,
+            backlog=args.backlog,
+            unix_mode=args.unix_mode,
+            no_pid=args.no_pid,
+            watch=args.watch,
+            ignore=args.ignore,
+            debounce=args.debounce / 1000,
+            restart_mode=args.restart_mode,
+            ready_timeout=args.ready_timeout,
+            ready_delay=args.ready_delay,
+            stop_timeout=args.stop_timeout,
+            stop_signal=args.stop_signal,
+            notify_access=args.notify_access,
+            handle_signals=True,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"listenfd run: {exc}", file=sys.stderr)
+        return EXIT_PROTOCOL_ERROR
+    return launcher.wait()
+
+
+def _octal(value: str) -> int:
+    return int(value, 8)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="listenfd",
         description="Socket activation for Python servers: zero-downtime restarts.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     commands.required = True
     inspect_cmd = commands.add_parser(
         "inspect",
@@ -66,11 +106,92 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a missing LISTEN_PID (a launcher run with --no-pid)",
     )
+    run_cmd = commands.add_parser(
+        "run",
+        help="hold sockets and run COMMAND on them, restarting it without refusing a connection",
+        description="Open the sockets, start COMMAND with them at fds 3.. (LISTEN_FDS, "
+        "LISTEN_FDNAMES, LISTEN_PID = its own pid, NOTIFY_SOCKET), and restart it on file "
+        "changes (--watch), SIGHUP or a crash. overlap: the new child starts before the old "
+        "one stops. Exit status: the child's.",
+        usage="listenfd run [OPTIONS] -- COMMAND [ARGS...]",
+    )
+    run_cmd.add_argument(
+        "-s",
+        "--socket",
+        action="append",
+        default=[],
+        metavar="[NAME=][KIND::]ADDRESS",
+        help="a socket to hold, repeatable. KIND: tcp (default), http, https, unix, udp. "
+        "ADDRESS: PORT (127.0.0.1), HOST:PORT, [V6]:PORT, or a path for unix",
+    )
+    run_cmd.add_argument("--backlog", type=int, help="listen() backlog (default: SOMAXCONN)")
+    run_cmd.add_argument(
+        "--unix-mode", type=_octal, metavar="OCTAL", help="file mode of unix sockets, e.g. 660"
+    )
+    run_cmd.add_argument(
+        "--no-pid",
+        action="store_true",
+        help="leave out LISTEN_PID (a wrapper sits between launcher and server)",
+    )
+    run_cmd.add_argument(
+        "-w",
+        "--watch",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="restart when files below PATH change, repeatable",
+    )
+    run_cmd.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="also ignore changes matching GLOB (gitignore syntax)",
+    )
+    run_cmd.add_argument(
+        "--debounce",
+        type=int,
+        default=100,
+        metavar="MS",
+        help="wait for MS ms of quiet before restarting (default 100)",
+    )
+    run_cmd.add_argument("--restart-mode", choices=["overlap", "stop-start"], default="overlap")
+    run_cmd.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECS",
+        help="give up a new child not ready by then (default 30)",
+    )
+    run_cmd.add_argument(
+        "--ready-delay",
+        type=float,
+        default=2.0,
+        metavar="SECS",
+        help="a child that never notifies counts as ready after SECS (default 2)",
+    )
+    run_cmd.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECS",
+        help="SIGKILL a child still running SECS after the stop signal",
+    )
+    run_cmd.add_argument("--stop-signal", default="SIGTERM", metavar="SIG")
+    run_cmd.add_argument(
+        "--notify-access",
+        choices=["main", "all"],
+        default="main",
+        help="whose READY=1 counts: the child only, or its descendants too",
+    )
+    run_cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "inspect":
+    if args.subcommand == "inspect":
         return inspect(allow_missing_pid=args.no_pid)
-    raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects others
+    if args.subcommand == "run":
+        return run(args)
+    raise AssertionError(f"unhandled command {args.subcommand!r}")  # argparse rejects others

@@ -1,0 +1,137 @@
+//! `listenfd run`: hold the sockets, run the server on them, restart it on
+//! file changes, SIGHUP or a crash, without ever refusing a connection.
+//!
+//! - `spec`: the `-s [NAME=][KIND::]ADDRESS` syntax;
+//! - `open`: opening (and cleaning up) the held sockets;
+//! - `spawn`: fork/exec with the sockets at 3.. and the child's own `LISTEN_PID`;
+//! - `watch`: file watching and ignore rules;
+//! - `supervise`: the restart policy (overlap or stop-start), signals, readiness.
+
+pub mod open;
+pub mod spawn;
+pub mod spec;
+pub mod supervise;
+pub mod watch;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use spec::SocketSpec;
+pub use supervise::{Launcher, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartMode {
+    /// Start the new child, wait for its READY=1, then stop the old one.
+    Overlap,
+    /// Stop the old child, then start the new one (`systemctl restart`).
+    StopStart,
+}
+
+impl RestartMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "overlap" => Some(RestartMode::Overlap),
+            "stop-start" => Some(RestartMode::StopStart),
+            _ => None,
+        }
+    }
+}
+
+/// Everything `listenfd run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub sockets: Vec<SocketSpec>,
+    pub command: Vec<OsString>,
+    /// `listen()` backlog; `None`: the kernel's `SOMAXCONN`.
+    pub backlog: Option<i32>,
+    pub unix_mode: Option<u32>,
+    /// Leave out `LISTEN_PID` (a wrapper sits between launcher and server).
+    pub no_pid: bool,
+    pub watch: Vec<PathBuf>,
+    pub ignore: Vec<String>,
+    pub debounce: Duration,
+    pub restart_mode: RestartMode,
+    /// How long a new child may take to become ready before it is given up.
+    pub ready_timeout: Duration,
+    /// A child that sends nothing on NOTIFY_SOCKET counts as ready after this.
+    pub ready_delay: Duration,
+    /// After the stop signal, SIGKILL follows after this.
+    pub stop_timeout: Duration,
+    pub stop_signal: i32,
+    /// Trust READY=1 from the child's descendants too (`--notify-access all`).
+    pub notify_access_all: bool,
+    /// Handle SIGHUP/SIGINT/SIGTERM (the command line does; an embedded
+    /// launcher in someone's test suite does not).
+    pub handle_signals: bool,
+    /// Print `listenfd: ...` progress lines on stderr.
+    pub verbose: bool,
+}
+
+impl Config {
+    pub fn new(command: Vec<OsString>) -> Self {
+        Config {
+            sockets: Vec::new(),
+            command,
+            backlog: None,
+            unix_mode: None,
+            no_pid: false,
+            watch: Vec::new(),
+            ignore: Vec::new(),
+            debounce: Duration::from_millis(100),
+            restart_mode: RestartMode::Overlap,
+            ready_timeout: Duration::from_secs(30),
+            ready_delay: Duration::from_secs(2),
+            stop_timeout: Duration::from_secs(10),
+            stop_signal: libc::SIGTERM,
+            notify_access_all: false,
+            handle_signals: true,
+            verbose: true,
+        }
+    }
+}
+
+/// `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "WINCH" => libc::SIGWINCH,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGTERM"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("int"), Some(libc::SIGINT));
+        assert_eq!(parse_signal("QUIT"), Some(libc::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("0"), None);
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn restart_modes() {
+        assert_eq!(RestartMode::parse("overlap"), Some(RestartMode::Overlap));
+        assert_eq!(
+            RestartMode::parse("stop-start"),
+            Some(RestartMode::StopStart)
+        );
+        assert_eq!(RestartMode::parse("restart"), None);
+    }
+}

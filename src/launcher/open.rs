@@ -1,0 +1,263 @@
+//! Opening the sockets the launcher holds for its children.
+
+use std::ffi::CString;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::spec::{Address, Kind, SocketSpec};
+use crate::error::{Error, Result};
+
+/// A socket the launcher opened and keeps open across every restart.
+#[derive(Debug)]
+pub struct HeldSocket {
+    pub spec: SocketSpec,
+    pub fd: OwnedFd,
+    /// The address actually bound (port 0 resolved).
+    pub local: Option<SocketAddr>,
+    /// A unix path we created, removed on drop if it is still ours.
+    _unix_path: Option<CreatedPath>,
+}
+
+#[derive(Debug)]
+struct CreatedPath {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for CreatedPath {
+    fn drop(&mut self) {
+        // Only the very file we created: someone may have replaced it since.
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+impl HeldSocket {
+    /// `listenfd: http://127.0.0.1:8000/ -> fd 3 (web)`, with the real port.
+    pub fn describe(&self, fd: RawFd) -> String {
+        let mut spec = self.spec.clone();
+        if let (Some(local), Address::Inet(_)) = (self.local, &self.spec.address) {
+            spec.address = Address::Inet(local);
+        }
+        format!("{spec} -> fd {fd} ({})", self.spec.fd_name())
+    }
+}
+
+/// The kernel's `SOMAXCONN` (what systemd uses for `Backlog=`), not libc's constant.
+pub fn default_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(libc::SOMAXCONN)
+}
+
+fn open_error(spec: &SocketSpec, what: &str, e: io::Error) -> Error {
+    Error::os(format!("{what} {spec}"), e)
+}
+
+fn describe_existing(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let t = meta.file_type();
+    Some(if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if std::os::unix::fs::FileTypeExt::is_socket(&t) {
+        "a socket, perhaps left by an earlier server"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    })
+}
+
+fn open_one(spec: &SocketSpec, backlog: i32, unix_mode: Option<u32>) -> Result<HeldSocket> {
+    match &spec.address {
+        Address::Inet(addr) => {
+            let kind = if spec.kind == Kind::Udp {
+                Type::DGRAM
+            } else {
+                Type::STREAM
+            };
+            let sock = Socket::new(Domain::for_address(*addr), kind, None)
+                .map_err(|e| open_error(spec, "creating a socket for", e))?;
+            if kind == Type::STREAM {
+                sock.set_reuse_address(true)
+                    .map_err(|e| open_error(spec, "SO_REUSEADDR on", e))?;
+            }
+            sock.bind(&(*addr).into())
+                .map_err(|e| open_error(spec, "binding", e))?;
+            if kind == Type::STREAM {
+                sock.listen(backlog)
+                    .map_err(|e| open_error(spec, "listening on", e))?;
+            }
+            let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+            Ok(HeldSocket {
+                spec: spec.clone(),
+                fd: sock.into(),
+                local,
+                _unix_path: None,
+            })
+        }
+        Address::Unix(path) => {
+            if let Some(found) = describe_existing(path) {
+                return Err(Error::PathExists {
+                    path: path.display().to_string(),
+                    found,
+                });
+            }
+            let sock = Socket::new(Domain::UNIX, Type::STREAM, None)
+                .map_err(|e| open_error(spec, "creating a socket for", e))?;
+            let addr = SockAddr::unix(path).map_err(|e| open_error(spec, "the path of", e))?;
+            sock.bind(&addr)
+                .map_err(|e| open_error(spec, "binding", e))?;
+            let meta =
+                std::fs::symlink_metadata(path).map_err(|e| open_error(spec, "reading back", e))?;
+            let created = CreatedPath {
+                path: path.clone(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            if let Some(mode) = unix_mode {
+                let c_path = CString::new(path.as_os_str().as_bytes())
+                    .map_err(|e| open_error(spec, "the path of", io::Error::other(e)))?;
+                // SAFETY: a valid NUL-terminated path.
+                if unsafe { libc::chmod(c_path.as_ptr(), mode as libc::mode_t) } != 0 {
+                    return Err(open_error(spec, "chmod", io::Error::last_os_error()));
+                }
+            }
+            sock.listen(backlog)
+                .map_err(|e| open_error(spec, "listening on", e))?;
+            Ok(HeldSocket {
+                spec: spec.clone(),
+                fd: sock.into(),
+                local: None,
+                _unix_path: Some(created),
+            })
+        }
+    }
+}
+
+/// Open every socket in `-s` order. On any failure, what was opened is closed
+/// and unix paths created so far are removed again.
+pub fn open_all(
+    specs: &[SocketSpec],
+    backlog: Option<i32>,
+    unix_mode: Option<u32>,
+) -> Result<Vec<HeldSocket>> {
+    let backlog = backlog.unwrap_or_else(default_backlog);
+    let mut held = Vec::with_capacity(specs.len());
+    for spec in specs {
+        held.push(open_one(spec, backlog, unix_mode)?);
+    }
+    // Park them above the range the child will see (3..3+n), so that placing
+    // them with dup2 after fork can never overwrite one with another.
+    let floor = 3 + specs.len() as RawFd;
+    for h in &mut held {
+        if h.fd.as_raw_fd() < floor {
+            // SAFETY: F_DUPFD_CLOEXEC on a live fd we own.
+            let raw =
+                unsafe { libc::fcntl(h.fd.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
+            if raw < 0 {
+                return Err(Error::os(
+                    "moving a held socket",
+                    io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: fcntl just returned this new fd to us.
+            h.fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        }
+    }
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn spec(s: &str) -> SocketSpec {
+        SocketSpec::parse(s).unwrap()
+    }
+
+    #[test]
+    fn tcp_udp_unix_with_backlog_and_mode() {
+        let dir = std::env::temp_dir().join(format!("listenfd-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.sock");
+        let specs = [
+            spec("web=http::127.0.0.1:0"),
+            spec("udp::127.0.0.1:0"),
+            spec(&format!("unix::{}", path.display())),
+        ];
+        let held = open_all(&specs, Some(42), Some(0o600)).unwrap();
+        assert!(
+            held.iter().all(|h| h.fd.as_raw_fd() >= 6),
+            "parked above 3..6"
+        );
+        let info: Vec<_> = held
+            .iter()
+            .map(|h| crate::inspect::socket_info(h.fd.as_fd()).unwrap())
+            .collect();
+        assert!(info[0].listening);
+        assert_eq!(info[1].kind, crate::inspect::Kind::Dgram);
+        assert_eq!(
+            crate::inspect::tcp_listen_backlog(held[0].fd.as_fd()).unwrap(),
+            Some(42)
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(held[0].describe(3).starts_with("http://127.0.0.1:"));
+        assert!(held[0].describe(3).ends_with("/ -> fd 3 (web)"));
+        drop(held);
+        assert!(!path.exists(), "the launcher removes the path it created");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn existing_file_is_refused_and_kept() {
+        let dir = std::env::temp_dir().join(format!("listenfd-open2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("taken");
+        std::fs::write(&path, "keep me").unwrap();
+        let err = open_all(&[spec(&format!("unix::{}", path.display()))], None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already exists (a regular file)"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replaced_path_is_not_removed() {
+        let dir = std::env::temp_dir().join(format!("listenfd-open3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.sock");
+        let held = open_all(&[spec(&format!("unix::{}", path.display()))], None, None).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "someone else's").unwrap();
+        drop(held);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn default_backlog_is_the_kernels() {
+        let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(default_backlog(), somaxconn);
+    }
+}
