@@ -467,19 +467,21 @@ mod launcher_bindings {
         }
 
         /// Await the current child's readiness (READY=1, or --ready-delay for a
-        /// child that never notifies); returns its pid.
+        /// child that never notifies); returns its pid. Raises RuntimeError if
+        /// the child exits before it is ready.
         fn ready<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             let status = self.status.clone();
+            let failures = status.borrow().failures;
             pyo3_async_runtimes::tokio::future_into_py(py, async move {
-                let s = wait_until(status, |s| {
-                    (s.ready && s.pid.is_some()) || s.exit_code.is_some()
+                let s = wait_until(status, move |s| {
+                    (s.ready && s.pid.is_some()) || s.exit_code.is_some() || s.failures > failures
                 })
                 .await?;
                 match (s.pid, s.exit_code) {
-                    (Some(pid), None) => Ok(pid),
-                    (_, code) => Err(PyRuntimeError::new_err(format!(
-                        "the launcher stopped (exit status {})",
-                        code.unwrap_or(1)
+                    (Some(pid), None) if s.ready => Ok(pid),
+                    (_, None) => Err(PyRuntimeError::new_err(s.last_failure)),
+                    (_, Some(code)) => Err(PyRuntimeError::new_err(format!(
+                        "the launcher stopped (exit status {code})"
                     ))),
                 }
             })

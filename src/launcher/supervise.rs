@@ -34,6 +34,10 @@ pub struct Status {
     pub generation: u64,
     /// Set once the launcher has stopped: the exit status it returns.
     pub exit_code: Option<i32>,
+    /// Counts children that exited (or were given up) before they were ready.
+    pub failures: u64,
+    /// Why the last of them failed.
+    pub last_failure: String,
 }
 
 enum Request {
@@ -355,6 +359,13 @@ impl Engine {
         self.stopping.insert(child.pid, child);
     }
 
+    fn record_failure(&self, why: &str) {
+        self.status.send_modify(|s| {
+            s.failures += 1;
+            s.last_failure = why.to_owned();
+        });
+    }
+
     fn fail_waiters(&mut self, why: &str) {
         for w in self.waiters.drain(..) {
             let _ = w.send(Err(why.to_owned()));
@@ -520,6 +531,7 @@ impl Engine {
                 describe_status(status)
             );
             self.say(&why);
+            self.record_failure(&why);
             self.fail_waiters(&why);
             return;
         }
@@ -542,7 +554,12 @@ impl Engine {
             }
             self.publish();
             if !child.ready {
-                self.fail_waiters(&format!("pid {pid} exited ({})", describe_status(status)));
+                let why = format!(
+                    "pid {pid} exited before it was ready ({})",
+                    describe_status(status)
+                );
+                self.record_failure(&why);
+                self.fail_waiters(&why);
             }
             self.schedule_auto_restart();
         }
@@ -621,6 +638,7 @@ impl Engine {
                 );
                 self.say(&why);
                 self.stop_child(p, "not ready in time");
+                self.record_failure(&why);
                 self.fail_waiters(&why);
             }
         }
