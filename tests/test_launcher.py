@@ -420,6 +420,9 @@ def test_no_pid_leaves_out_listen_pid(report_dir: Path) -> None:
 
 def test_ready_raises_when_the_child_dies_first(report_dir: Path) -> None:
     (report_dir / "fail").write_text("")
-    with Launcher(child_cmd(report_dir), sockets=["127.0.0.1:0"], verbose=False) as launcher:
-        with pytest.raises(RuntimeError, match=r"exited before it was ready \(exit status 3\)"):
-            wait_ready(launcher)
+    launcher = Launcher(child_cmd(report_dir), sockets=["127.0.0.1:0"], verbose=False)
+    with (
+        launcher,
+        pytest.raises(RuntimeError, match=r"exited before it was ready \(exit status 3\)"),
+    ):
+        wait_ready(launcher)

@@ -74,7 +74,11 @@ impl SocketSpec {
                 )));
             }
         }
-        let (kind, address) = match rest.split_once("::") {
+        // `KIND::` is a word; the "::" inside "[::1]:80" is not a separator.
+        let (kind, address) = match rest
+            .split_once("::")
+            .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
             Some((kind, address)) => {
                 let kind = Kind::parse(kind).ok_or_else(|| {
                     fail(format!(
