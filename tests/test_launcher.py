@@ -56,7 +56,9 @@ def http(port: int, timeout: float = 10) -> str:
 
 
 def served_pid(port: int) -> int:
-    return int(http(port).split()[1])
+    match = re.search(r"pid (\d+)", http(port))
+    assert match
+    return int(match.group(1))
 
 
 def reports(report_dir: Path) -> dict[int, dict[str, Any]]:
@@ -426,3 +428,92 @@ def test_ready_raises_when_the_child_dies_first(report_dir: Path) -> None:
         pytest.raises(RuntimeError, match=r"exited before it was ready \(exit status 3\)"),
     ):
         wait_ready(launcher)
+
+
+NOTIFY_FROM_GRANDCHILD = (
+    "import os, socket; a = os.environ['NOTIFY_SOCKET']; "
+    "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', '\\0' + a[1:])"
+)
+
+
+@pytest.mark.parametrize("access", ["main", "all"])
+def test_notify_access(access: str) -> None:
+    # sh is the child; the python that sends READY=1 is its child.
+    command = ["sh", "-c", f'{sys.executable} -c "{NOTIFY_FROM_GRANDCHILD}"; exec sleep 60']
+
+    async def scenario() -> int | None:
+        with Launcher(
+            command, sockets=["127.0.0.1:0"], notify_access=access, ready_delay=30, stop_timeout=2
+        ) as launcher:
+            try:
+                return await asyncio.wait_for(launcher.ready(), timeout=3)
+            except asyncio.TimeoutError:
+                return None
+
+    pid = asyncio.run(scenario())
+    if access == "all":
+        assert pid is not None, "a descendant's READY=1 counts with notify_access='all'"
+    else:
+        assert pid is None, "only the child's own READY=1 counts by default"
+
+
+def test_status_lines_and_awaitable_stop(
+    report_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario() -> tuple[int, int]:
+        launcher = Launcher(
+            child_cmd(report_dir, "--notify", "--exit-on-term", "5"), sockets=["127.0.0.1:0"]
+        )
+        pid = await launcher.ready()
+        code = await launcher.stop()
+        assert launcher.exit_code == code
+        assert launcher.pid is None
+        return pid, code
+
+    pid, code = asyncio.run(scenario())
+    assert code == 5
+    err = capfd.readouterr().err
+    assert f"[pid {pid}] serving as pid {pid}" in err
+    assert f"pid {pid} is ready (READY=1)" in err
+
+
+def test_readme_dev_server(tmp_path: Path) -> None:
+    """The README's first command (on a free port, in a copy of examples/)."""
+    pytest.importorskip("granian")
+    app_dir = tmp_path / "examples"
+    app_dir.mkdir()
+    app = app_dir / "app.py"
+    app.write_text((HERE.parent / "examples" / "app.py").read_text())
+    granian = str(Path(sys.executable).with_name("granian"))
+    proc = subprocess.Popen(
+        [
+            LISTENFD,
+            "run",
+            "-s",
+            "web=http::127.0.0.1:0",
+            "--watch",
+            str(app_dir),
+            "--",
+            granian,
+            "--interface",
+            "asgi",
+            "--systemd-socket",
+            "--working-dir",
+            str(app_dir),
+            "app:app",
+        ],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    port = cli_port(proc)
+    wait_for(lambda: _try_http(port), what="granian to serve")
+    with Hammer(port) as hammer:
+        app.write_text(app.read_text().replace("hello from", "hello again from"))
+        wait_for(lambda: "again" in (_try_http(port) or ""), what="the edited app")
+    _, err = stop_cli(proc)
+    assert hammer.counts["refused"] == 0, hammer.counts
+    assert hammer.counts["ok"] > 0, hammer.counts
+    assert len(hammer.pids) >= 2, "served by the old and then the new Granian"
+    assert f"restarting: {app.resolve()} changed" in err
