@@ -504,12 +504,8 @@ impl Engine {
     }
 
     fn on_exit(&mut self, pid: u32, status: i32) {
-        if let Some(child) = self.stopping.remove(&pid) {
+        if self.stopping.remove(&pid).is_some() {
             self.say(format!("pid {pid} stopped ({})", describe_status(status)));
-            if self.shutting_down && self.current.is_none() && self.pending.is_none() {
-                self.last_status = self.last_status.or(Some(status));
-            }
-            let _ = child;
             if self.start_after == Some(pid) {
                 self.start_after = None;
                 if self.shutting_down {
