@@ -1,7 +1,11 @@
-//! Service notification (`sd_notify`): the receiving side the launcher uses.
+//! Service notification (`sd_notify`).
 //!
-//! An `AF_UNIX` datagram socket in the abstract namespace under an unguessable
-//! name, with `SO_PASSCRED` so that every message carries the sender's pid.
+//! Sending: parse `NOTIFY_SOCKET` (a path, `@abstract`, or `vsock:CID:PORT`)
+//! and send one datagram per message, with fds as `SCM_RIGHTS`.
+//!
+//! Receiving (the launcher): an `AF_UNIX` datagram socket in the abstract
+//! namespace under an unguessable name, with `SO_PASSCRED` so that every
+//! message carries the sender's pid.
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
@@ -9,6 +13,200 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Most fds one message may carry (systemd's limit).
 pub const MAX_FDS: usize = 253;
+
+/// Where `NOTIFY_SOCKET` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyAddress {
+    Path(std::path::PathBuf),
+    /// Abstract namespace name, without the leading NUL.
+    Abstract(Vec<u8>),
+    Vsock {
+        cid: u32,
+        port: u32,
+    },
+}
+
+/// Parse a `NOTIFY_SOCKET` value.
+pub fn parse_address(value: &str) -> crate::Result<NotifyAddress> {
+    let invalid = |expected: &str| crate::Error::InvalidVariable {
+        var: "NOTIFY_SOCKET",
+        value: value.to_owned(),
+        expected: expected.to_owned(),
+    };
+    if let Some(rest) = value.strip_prefix("vsock:") {
+        let (cid, port) = rest
+            .split_once(':')
+            .ok_or_else(|| invalid("vsock:CID:PORT"))?;
+        let number = |s: &str| {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse::<u32>().ok()
+        };
+        return match (number(cid), number(port)) {
+            (Some(cid), Some(port)) => Ok(NotifyAddress::Vsock { cid, port }),
+            _ => Err(invalid("vsock:CID:PORT with decimal CID and PORT")),
+        };
+    }
+    let max = std::mem::size_of::<libc::sockaddr_un>() - std::mem::size_of::<libc::sa_family_t>();
+    if let Some(name) = value.strip_prefix('@') {
+        if name.is_empty() || name.len() + 1 > max {
+            return Err(invalid("@NAME with a name of 1 to 107 bytes"));
+        }
+        return Ok(NotifyAddress::Abstract(name.as_bytes().to_vec()));
+    }
+    if value.starts_with('/') {
+        if value.len() >= max {
+            return Err(invalid("an absolute path shorter than 108 bytes"));
+        }
+        return Ok(NotifyAddress::Path(value.into()));
+    }
+    Err(invalid("an absolute path, @ABSTRACT or vsock:CID:PORT"))
+}
+
+/// Send `message` (newline-separated `KEY=VALUE` lines) with `fds` attached.
+pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} fds in one notification; at most {MAX_FDS}", fds.len()),
+        ));
+    }
+    let (domain, kind) = match address {
+        NotifyAddress::Vsock { .. } => (libc::AF_VSOCK, libc::SOCK_SEQPACKET),
+        _ => (libc::AF_UNIX, libc::SOCK_DGRAM),
+    };
+    // SAFETY: plain socket(2).
+    let raw = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket() just returned this fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let addr_len = match address {
+        NotifyAddress::Path(_) | NotifyAddress::Abstract(_) => {
+            // SAFETY: sockaddr_un fits in sockaddr_storage.
+            let un = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_un) };
+            un.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            let (offset, bytes): (usize, &[u8]) = match address {
+                NotifyAddress::Path(p) => (0, p.as_os_str().as_encoded_bytes()),
+                NotifyAddress::Abstract(name) => (1, name),
+                NotifyAddress::Vsock { .. } => unreachable!(),
+            };
+            for (i, b) in bytes.iter().enumerate() {
+                un.sun_path[offset + i] = *b as libc::c_char;
+            }
+            size_of::<libc::sa_family_t>() + offset + bytes.len() + usize::from(offset == 0)
+        }
+        NotifyAddress::Vsock { cid, port } => {
+            // SAFETY: sockaddr_vm fits in sockaddr_storage.
+            let vm = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_vm) };
+            vm.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+            vm.svm_cid = *cid;
+            vm.svm_port = *port;
+            // SAFETY: connecting our socket to an initialised address.
+            if unsafe {
+                libc::connect(
+                    sock.as_raw_fd(),
+                    (&storage as *const libc::sockaddr_storage).cast(),
+                    size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+                )
+            } != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            0
+        }
+    };
+
+    let mut iov = libc::iovec {
+        iov_base: message.as_ptr() as *mut libc::c_void,
+        iov_len: message.len(),
+    };
+    // SAFETY: msghdr is plain data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if addr_len > 0 {
+        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = addr_len as libc::socklen_t;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    let fd_bytes = fds.len() * size_of::<RawFd>();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let mut control = vec![0u8; unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize];
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() as _;
+        // SAFETY: the control buffer has room for one SCM_RIGHTS header and
+        // `fds.len()` fds (CMSG_SPACE above).
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
+            let data = libc::CMSG_DATA(cmsg);
+            for (i, fd) in fds.iter().enumerate() {
+                let raw = fd.as_raw_fd();
+                std::ptr::copy_nonoverlapping(
+                    (&raw as *const RawFd).cast::<u8>(),
+                    data.add(i * size_of::<RawFd>()),
+                    size_of::<RawFd>(),
+                );
+            }
+        }
+    }
+    loop {
+        // SAFETY: every buffer lives for the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `WATCHDOG_USEC`, when the watchdog is asked of this process: `None` when
+/// unset, or when `WATCHDOG_PID` names another process.
+pub fn watchdog_usec(
+    watchdog_usec: Option<&str>,
+    watchdog_pid: Option<&str>,
+    own_pid: u32,
+) -> crate::Result<Option<u64>> {
+    let Some(value) = watchdog_usec else {
+        return Ok(None);
+    };
+    let decimal = |v: &str| {
+        (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<u64>().ok())
+            .flatten()
+    };
+    let usec = decimal(value)
+        .filter(|&u| u > 0)
+        .ok_or_else(|| crate::Error::InvalidVariable {
+            var: "WATCHDOG_USEC",
+            value: value.to_owned(),
+            expected: "a decimal number of microseconds > 0".into(),
+        })?;
+    if let Some(pid) = watchdog_pid {
+        let pid = decimal(pid)
+            .filter(|&p| p > 0)
+            .ok_or_else(|| crate::Error::InvalidVariable {
+                var: "WATCHDOG_PID",
+                value: pid.to_owned(),
+                expected: "a process id: a decimal number > 0".into(),
+            })?;
+        if pid != u64::from(own_pid) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(usec))
+}
 
 /// One datagram received on `NOTIFY_SOCKET`.
 #[derive(Debug)]
@@ -267,6 +465,87 @@ mod tests {
             NotifyReceiver::bind().unwrap(),
         );
         assert_ne!(a.address, b.address);
+    }
+
+    #[test]
+    fn address_parsing() {
+        assert_eq!(
+            parse_address("/run/x").unwrap(),
+            NotifyAddress::Path("/run/x".into())
+        );
+        assert_eq!(
+            parse_address("@a/b").unwrap(),
+            NotifyAddress::Abstract(b"a/b".to_vec())
+        );
+        assert_eq!(
+            parse_address("vsock:2:1234").unwrap(),
+            NotifyAddress::Vsock { cid: 2, port: 1234 }
+        );
+        let long = format!("/{}", "x".repeat(200));
+        for (bad, needle) in [
+            ("relative", "an absolute path, @ABSTRACT or vsock:CID:PORT"),
+            ("", "an absolute path"),
+            ("@", "@NAME"),
+            ("vsock:2", "vsock:CID:PORT"),
+            ("vsock:x:1", "decimal CID and PORT"),
+            ("vsock:1:99999999999", "decimal CID and PORT"),
+            (long.as_str(), "shorter than 108 bytes"),
+        ] {
+            let err = parse_address(bad).unwrap_err().to_string();
+            assert!(err.starts_with("NOTIFY_SOCKET="), "{err}");
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn send_to_path_and_abstract_with_fds() {
+        let rx = NotifyReceiver::bind().unwrap();
+        let addr = parse_address(&rx.address).unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        send(&addr, "FDSTORE=1\nFDNAME=web", &[a.as_fd()]).unwrap();
+        let n = rx.try_recv().unwrap().unwrap();
+        assert_eq!(n.get("FDNAME"), Some("web"));
+        assert_eq!(n.fds.len(), 1);
+        let info = crate::inspect::socket_info(n.fds[0].as_fd()).unwrap();
+        assert_eq!(info.family, crate::inspect::Family::Unix);
+
+        let dir = std::env::temp_dir().join(format!("listenfd-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("n.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixDatagram::bind(&path).unwrap();
+        send(
+            &parse_address(path.to_str().unwrap()).unwrap(),
+            "READY=1",
+            &[],
+        )
+        .unwrap();
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let too_many: Vec<_> = (0..254).map(|_| a.as_fd()).collect();
+        assert!(send(&addr, "X=1", &too_many).is_err());
+    }
+
+    #[test]
+    fn watchdog_variables() {
+        assert_eq!(watchdog_usec(None, None, 7).unwrap(), None);
+        assert_eq!(
+            watchdog_usec(Some("30000000"), None, 7).unwrap(),
+            Some(30_000_000)
+        );
+        assert_eq!(watchdog_usec(Some("500"), Some("7"), 7).unwrap(), Some(500));
+        assert_eq!(watchdog_usec(Some("500"), Some("8"), 7).unwrap(), None);
+        for bad in ["", "0", "-1", "1.5", "abc"] {
+            let err = watchdog_usec(Some(bad), None, 7).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("WATCHDOG_USEC={bad:?}")), "{err}");
+        }
+        let err = watchdog_usec(Some("5"), Some("x"), 7)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("WATCHDOG_PID=\"x\""), "{err}");
     }
 
     #[test]

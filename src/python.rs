@@ -554,8 +554,60 @@ mod launcher_bindings {
     }
 }
 
+/// Send one notification to the `NOTIFY_SOCKET` value `address`, with `fds`
+/// attached (SCM_RIGHTS). Raises ActivationError for a malformed address and
+/// OSError (with errno) when sending fails.
+#[cfg(target_os = "linux")]
+#[pyfunction]
+#[pyo3(signature = (address, message, fds = Vec::new()))]
+fn notify_send(address: &str, message: &str, fds: Vec<RawFd>) -> PyResult<()> {
+    let target = crate::notify::parse_address(address).map_err(to_pyerr)?;
+    for &fd in &fds {
+        // SAFETY: F_GETFD only reads flags; a closed number gives EBADF.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(PyOSError::new_err((
+                libc::EBADF,
+                format!("fd {fd} to send with the notification is not open"),
+            )));
+        }
+    }
+    // SAFETY: each fd was just seen open; the caller keeps them open for the
+    // duration of this call (we hold the interpreter, so no other Python code
+    // runs in between on a GIL build).
+    let borrowed: Vec<_> = fds
+        .iter()
+        .map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+        .collect();
+    crate::notify::send(&target, message, &borrowed).map_err(|e| {
+        to_pyerr(Error::os(
+            format!("sending {message:?} to NOTIFY_SOCKET={address}"),
+            e,
+        ))
+    })
+}
+
+/// `WATCHDOG_USEC` in microseconds when the watchdog applies to this process.
+#[cfg(target_os = "linux")]
+#[pyfunction]
+#[pyo3(signature = (watchdog_usec, watchdog_pid))]
+fn watchdog_usec(watchdog_usec: Option<&str>, watchdog_pid: Option<&str>) -> PyResult<Option<u64>> {
+    crate::notify::watchdog_usec(watchdog_usec, watchdog_pid, std::process::id()).map_err(to_pyerr)
+}
+
+/// Why `name` is not a valid fd name (LISTEN_FDNAMES, FDNAME=), or None.
+#[pyfunction]
+fn fdname_problem(name: &str) -> Option<&'static str> {
+    activation::fdname_problem(name)
+}
+
 #[pymodule]
 fn _listenfd(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(fdname_problem, m)?)?;
+    #[cfg(target_os = "linux")]
+    {
+        m.add_function(wrap_pyfunction!(notify_send, m)?)?;
+        m.add_function(wrap_pyfunction!(watchdog_usec, m)?)?;
+    }
     #[cfg(target_os = "linux")]
     m.add_class::<launcher_bindings::Launcher>()?;
     m.add("ActivationError", m.py().get_type::<ActivationError>())?;

@@ -10,8 +10,11 @@ __all__ = [
     "ActivationError",
     "InheritedSocket",
     "Launcher",
+    "fdname_problem",
     "from_systemd",
     "from_systemd_explained",
+    "notify_send",
+    "watchdog_usec",
 ]
 
 SD_LISTEN_FDS_START: Final[int]
@@ -91,3 +94,7 @@ class Launcher:
     def wait(self) -> int: ...
     def __enter__(self) -> Launcher: ...
     def __exit__(self, *_exc: object) -> bool: ...
+
+def notify_send(address: str, message: str, fds: Sequence[int] = ...) -> None: ...
+def watchdog_usec(watchdog_usec: str | None, watchdog_pid: str | None) -> int | None: ...
+def fdname_problem(name: str) -> str | None: ...
