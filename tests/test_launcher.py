@@ -517,3 +517,47 @@ def test_readme_dev_server(tmp_path: Path) -> None:
     assert hammer.counts["ok"] > 0, hammer.counts
     assert len(hammer.pids) >= 2, "served by the old and then the new Granian"
     assert f"restarting: {app.resolve()} changed" in err
+
+
+FDSTORE_CHILD = """
+import json, os, socket, sys, time
+import listenfd
+from listenfd import notify
+state = sys.argv[1]
+names = os.environ.get("LISTEN_FDNAMES")
+sockets = listenfd.from_systemd()
+seen = {s.name: s.address for s in sockets}
+step = len(os.listdir(state))
+if step == 0:
+    stash = socket.create_server(("127.0.0.1", 0))
+    notify.store_fds("stash", [stash.fileno()], poll=False)
+    seen["stored"] = stash.getsockname()
+elif step == 1:
+    notify.remove_fds("stash")
+with open(os.path.join(state, f"{step}.json"), "w") as f:
+    json.dump({"names": names, "seen": seen}, f)
+notify.ready()
+time.sleep(60)
+"""
+
+
+def test_fd_store_passes_stored_fds_to_the_next_child(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    script = tmp_path / "fdstore_child.py"
+    script.write_text(FDSTORE_CHILD)
+
+    async def scenario() -> None:
+        with Launcher(
+            [sys.executable, str(script), str(state)], sockets=["web=127.0.0.1:0"]
+        ) as launcher:
+            await launcher.ready()
+            await launcher.restart()  # step 1 gets the stash, then removes it
+            await launcher.restart()  # step 2 does not get it any more
+
+    asyncio.run(scenario())
+    steps = [json.loads((state / f"{i}.json").read_text()) for i in range(3)]
+    assert steps[0]["names"] == "web"
+    assert steps[1]["names"] == "web:stash"
+    assert steps[1]["seen"]["stash"] == steps[0]["seen"]["stored"], "the very socket child 0 stored"
+    assert steps[2]["names"] == "web"

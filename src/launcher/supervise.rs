@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +23,10 @@ use super::watch::{watch as watch_files, ChangeFilter};
 use super::{Config, RestartMode};
 use crate::error::{Error, Result};
 use crate::notify::{is_descendant, NotifyReceiver};
+
+/// Most fds the launcher's FD store keeps (systemd's `FileDescriptorStoreMax=`
+/// is set per service; this is ours).
+const MAX_STORED_FDS: usize = 1024;
 
 /// What an embedded user (the Python `Launcher`) can see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,9 +84,11 @@ impl Launcher {
             .filter(|(k, _)| k != "NOTIFY_SOCKET")
             .collect();
         env.push(("NOTIFY_SOCKET".into(), receiver.address.clone().into()));
-        let plan = ChildPlan::new(
+        // Built once here so that a bad command fails before anything runs;
+        // each spawn builds its own (the FD store changes what is passed).
+        ChildPlan::new(
             &config.command,
-            env,
+            env.clone(),
             held.iter().map(|h| h.fd.as_raw_fd()).collect(),
             &names,
             !config.no_pid,
@@ -115,7 +121,7 @@ impl Launcher {
                 };
                 runtime.block_on(async move {
                     let mut engine = match Engine::new(
-                        config, held, receiver, plan, filter, req_rx, status_tx,
+                        config, held, names, env, receiver, filter, req_rx, status_tx,
                     ) {
                         Ok(engine) => engine,
                         Err(e) => {
@@ -251,9 +257,14 @@ struct Child {
 
 struct Engine {
     config: Config,
-    _held: Vec<HeldSocket>,
+    held: Vec<HeldSocket>,
+    /// `LISTEN_FDNAMES` entries of the held sockets.
+    names: Vec<String>,
+    env: Vec<(OsString, OsString)>,
+    /// fds children stored with FDSTORE=1, passed to every later child after
+    /// the held sockets, under their names (what systemd's FD store does).
+    fd_store: Vec<(String, OwnedFd)>,
     receiver: AsyncFd<NotifyReceiver>,
-    plan: ChildPlan,
     _watcher: Option<notify::RecommendedWatcher>,
     requests: mpsc::UnboundedReceiver<Request>,
     status: watch::Sender<Status>,
@@ -275,11 +286,13 @@ struct Engine {
 }
 
 impl Engine {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: Config,
         held: Vec<HeldSocket>,
+        names: Vec<String>,
+        env: Vec<(OsString, OsString)>,
         receiver: NotifyReceiver,
-        plan: ChildPlan,
         filter: Option<ChangeFilter>,
         requests: mpsc::UnboundedReceiver<Request>,
         status: watch::Sender<Status>,
@@ -300,8 +313,10 @@ impl Engine {
             receiver: unsafe { AsyncFd::register(receiver) }
                 .map_err(|e| Error::os("registering the notify socket", e.into()))?,
             config,
-            _held: held,
-            plan,
+            held,
+            names,
+            env,
+            fd_store: Vec::new(),
             _watcher: watcher,
             requests,
             status,
@@ -337,9 +352,48 @@ impl Engine {
     }
 
     fn spawn_child(&mut self) -> Result<Child> {
-        let (pid, pidfd) = self.plan.spawn()?;
+        let sources: Vec<RawFd> = self
+            .held
+            .iter()
+            .map(|h| h.fd.as_raw_fd())
+            .chain(self.fd_store.iter().map(|(_, fd)| fd.as_raw_fd()))
+            .collect();
+        let mut names = self.names.clone();
+        names.extend(self.fd_store.iter().map(|(name, _)| name.clone()));
+        // Every source must sit above the range the child sees (3..3+n), so
+        // that placing them with dup2 never overwrites one with another;
+        // stored fds may not, so they get a parked copy for this spawn.
+        let floor = 3 + sources.len() as RawFd;
+        let mut parked = Vec::new();
+        let mut placed = Vec::with_capacity(sources.len());
+        for fd in sources {
+            if fd >= floor {
+                placed.push(fd);
+                continue;
+            }
+            // SAFETY: F_DUPFD_CLOEXEC on a live fd we own.
+            let raw = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+            if raw < 0 {
+                return Err(Error::os(
+                    "parking a stored fd",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: fcntl just returned this fd to us.
+            parked.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            placed.push(raw);
+        }
+        let mut plan = ChildPlan::new(
+            &self.config.command,
+            self.env.clone(),
+            placed,
+            &names,
+            !self.config.no_pid,
+        )?;
+        let (pid, pidfd) = plan.spawn()?;
+        drop(parked);
         self.generation += 1;
-        self.say(format!("started pid {pid}: {}", self.plan.display));
+        self.say(format!("started pid {pid}: {}", plan.display));
         let tx = self.events_tx.clone();
         tokio::spawn(wait_for_exit(pid, pidfd, tx));
         Ok(Child {
@@ -496,10 +550,39 @@ impl Engine {
             if message.get("RELOADING") == Some("1") {
                 self.say(format!("pid {child_pid} is reloading"));
             }
+            if message.get("FDSTOREREMOVE") == Some("1") {
+                let name = message.get("FDNAME").unwrap_or("").to_owned();
+                let before = self.fd_store.len();
+                self.fd_store.retain(|(n, _)| *n != name);
+                self.say(format!(
+                    "[pid {child_pid}] removed {} stored fd(s) named {name:?}",
+                    before - self.fd_store.len()
+                ));
+            }
+            if message.get("FDSTORE") == Some("1") && !message.fds.is_empty() {
+                let name = message.get("FDNAME").unwrap_or("stored").to_owned();
+                let count = message.fds.len();
+                if let Some(problem) = crate::activation::fdname_problem(&name) {
+                    self.say(format!("[pid {child_pid}] FDNAME={name:?} is invalid ({problem}); {count} fd(s) dropped"));
+                } else if self.fd_store.len() + count > MAX_STORED_FDS {
+                    self.say(format!("[pid {child_pid}] the FD store is full ({MAX_STORED_FDS}); {count} fd(s) dropped"));
+                } else {
+                    self.say(format!(
+                        "[pid {child_pid}] stored {count} fd(s) as {name:?}"
+                    ));
+                    let mut message = message;
+                    self.fd_store
+                        .extend(message.fds.drain(..).map(|fd| (name.clone(), fd)));
+                    if message.get("READY") == Some("1") {
+                        self.mark_ready(child_pid, "READY=1");
+                    }
+                    continue;
+                }
+            }
             if message.get("READY") == Some("1") {
                 self.mark_ready(child_pid, "READY=1");
             }
-            // fds sent with FDSTORE=1 are closed here (dropped with `message`).
+            // Any other fds attached are closed here (dropped with `message`).
         }
     }
 
