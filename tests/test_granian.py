@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -584,3 +585,88 @@ def test_workers_lifetime_respawns_on_the_same_socket() -> None:
         out = stop(proc)
         holder.close()
     assert "lifetime expired, gracefully respawning" in out
+
+
+class NotifyReceiver:
+    """A NOTIFY_SOCKET like systemd's: abstract AF_UNIX datagram, SO_PASSCRED."""
+
+    def __init__(self) -> None:
+        import struct
+
+        self._struct = struct
+        self.name = f"listenfd-granian-test/{os.getpid()}/{time.monotonic_ns()}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(b"\0" + self.name.encode())
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": "@" + self.name}
+
+    def recv(self, timeout: float = 60) -> tuple[str, int]:
+        self.sock.settimeout(timeout)
+        data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        pid = next(
+            self._struct.unpack("iII", d[:12])[0]
+            for level, kind, d in anc
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)
+        )
+        return data.decode(), pid
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_granian_notifies_ready_reloading_stopping(method: str) -> None:
+    receiver = NotifyReceiver()
+    holder = tcp_listener()
+    target = holder.getsockname()
+    proc = start_activated(
+        [holder],
+        ["web"],
+        granian_argv("asgi", 2, "--systemd-socket", "--respawn-interval", "0", start_method=method),
+        extra_env=receiver.env,
+    )
+    try:
+        message, pid = receiver.recv()
+        assert pid == proc.pid, "from Granian's main process (NotifyAccess=main)"
+        lines = message.split("\n")
+        assert lines[0] == "READY=1"
+        assert lines[1].startswith(f"STATUS=Listening at {target[0]}:{target[1]} (fd 3 'web'")
+        assert lines[1].endswith("2 worker(s)")
+        # READY=1 means loaded and accepting: the first request is answered at once.
+        assert "hello from pid" in get(target, timeout=2)
+        proc.send_signal(signal.SIGHUP)
+        reloading, pid = receiver.recv()
+        assert pid == proc.pid
+        assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
+        ready_again, _ = receiver.recv()
+        assert ready_again.startswith("READY=1\n")
+        proc.send_signal(signal.SIGTERM)
+        stopping, pid = receiver.recv()
+        assert (stopping, pid) == ("STOPPING=1", proc.pid)
+    finally:
+        stop(proc)
+        holder.close()
+        receiver.sock.close()
+
+
+def test_listenfd_run_hands_off_on_granians_ready() -> None:
+    from listenfd import Launcher
+
+    async def scenario() -> None:
+        with Launcher(
+            granian_argv("asgi", 2, "--systemd-socket"),
+            sockets=["web=http::127.0.0.1:0"],
+            ready_delay=60,  # only READY=1 can make it ready in time
+        ) as launcher:
+            first = await asyncio.wait_for(launcher.ready(), timeout=60)
+            second = await asyncio.wait_for(launcher.restart(), timeout=60)
+            assert first != second
+
+    import asyncio
+
+    old_cwd = os.getcwd()
+    os.chdir(APPS)
+    try:
+        asyncio.run(scenario())
+    finally:
+        os.chdir(old_cwd)

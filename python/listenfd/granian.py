@@ -16,7 +16,9 @@ Three ways in:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import socket
 import sys
 from typing import Any, Callable, NoReturn
@@ -26,6 +28,7 @@ from granian.errors import FatalError
 from granian.log import logger as _granian_logger
 from granian.server import Server as _GranianServer
 
+from listenfd import notify
 from listenfd._bind import Address, choose, describe_address
 from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
 
@@ -112,6 +115,8 @@ class SystemdSocketMixin:
     _shd: Any
     _sfd: Any
     _sso: Any
+    workers: int
+    on_reload: Callable[[Callable[[], Any]], Any]
 
     def __init__(
         self,
@@ -132,6 +137,24 @@ class SystemdSocketMixin:
             except GranianIncompatible as exc:
                 _granian_logger.error(str(exc))
                 raise FatalError(str(exc)) from None
+        # sd_notify from the main process (so NotifyAccess=main accepts it),
+        # whenever the service manager listens.
+        self._listenfd_readiness: _Readiness | None = None
+        if self.systemd_socket and os.environ.get("NOTIFY_SOCKET"):
+            self._listenfd_readiness = _Readiness(self)
+            self.on_reload(self._listenfd_readiness.reloading)
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> Any:
+        if self._listenfd_readiness is not None:
+            notify.stopping()
+        return super().shutdown(*args, **kwargs)  # type: ignore[misc]
+
+    def _spawn_workers(self, *args: Any, **kwargs: Any) -> Any:
+        result = super()._spawn_workers(*args, **kwargs)  # type: ignore[misc]
+        if self._listenfd_readiness is not None and not _is_process_server(self):
+            # Thread workers serve an app the main thread already loaded.
+            self._listenfd_readiness.all_loaded()
+        return result
 
     @property
     def _bind_addr_fmt(self) -> str:
@@ -224,13 +247,17 @@ class SystemdSocketMixin:
             self._sso = sock
 
     def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
+        readiness = self._listenfd_readiness
+        if readiness is not None and _is_process_server(self) and "callback_loader" in kwargs:
+            # Granian calls _spawn_worker(idx=, target=, callback_loader=); the
+            # loader runs in the worker, so wrapping it tells us when the app
+            # is loaded there.
+            kwargs["callback_loader"] = readiness.wrap(kwargs["callback_loader"], kwargs["idx"])
         # Thread workers (free-threaded builds) share one process, and Granian's
         # Rust side closes the fd of a worker's holder when the worker stops:
         # each thread worker gets a holder on its own dup of the fd.
         if self._listenfd_address is None or _is_process_server(self):
             return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
-        import os
-
         from granian._granian import SocketHolder
 
         shared = self._shd
@@ -241,6 +268,73 @@ class SystemdSocketMixin:
             return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._shd = shared
+
+
+class _WorkerLoaded:
+    """A worker's app loader that reports to the main process once the app is
+    loaded. Module-level and made of picklable parts, for the spawn start method."""
+
+    def __init__(self, loader: Callable[[], Any], writer: Any, generation: int, idx: int) -> None:
+        self.loader = loader
+        self.writer = writer
+        self.generation = generation
+        self.idx = idx
+
+    def __call__(self) -> Any:
+        app = self.loader()
+        with contextlib.suppress(OSError):
+            self.writer.send((self.generation, self.idx))
+        return app
+
+
+class _Readiness:
+    """READY=1 once every worker of a generation has loaded the app; a reload
+    (SIGHUP, --reload) starts a new generation with RELOADING=1."""
+
+    def __init__(self, server: Any) -> None:
+        import multiprocessing
+        import threading
+
+        self.server = server
+        self.lock = threading.Lock()
+        self.generation = 1
+        self.waiting: set[int] | None = set(range(server.workers))
+        method = multiprocessing.get_start_method()
+        context = multiprocessing.get_context(method if method in ("fork", "spawn") else "spawn")
+        self.reader, self.writer = context.Pipe(duplex=False)
+        threading.Thread(target=self._listen, name="listenfd-readiness", daemon=True).start()
+
+    def wrap(self, loader: Callable[[], Any], idx: int) -> _WorkerLoaded:
+        with self.lock:
+            return _WorkerLoaded(loader, self.writer, self.generation, idx)
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                generation, idx = self.reader.recv()
+            except (EOFError, OSError):
+                return
+            with self.lock:
+                if generation != self.generation or self.waiting is None:
+                    continue  # a respawned worker, or a superseded generation
+                self.waiting.discard(idx)
+                if self.waiting:
+                    continue
+            self.all_loaded()
+
+    def all_loaded(self) -> None:
+        with self.lock:
+            self.waiting = None
+        notify.notify(
+            f"READY=1\nSTATUS=Listening at {self.server._bind_addr_fmt}, "
+            f"{self.server.workers} worker(s)"
+        )
+
+    def reloading(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.waiting = set(range(self.server.workers))
+        notify.reloading()
 
 
 class Granian(SystemdSocketMixin, _GranianServer):  # type: ignore[misc,valid-type]
