@@ -670,3 +670,45 @@ def test_listenfd_run_hands_off_on_granians_ready() -> None:
         asyncio.run(scenario())
     finally:
         os.chdir(old_cwd)
+
+
+def test_watchdog_pings_while_the_main_loop_is_healthy() -> None:
+    receiver = NotifyReceiver()
+    holder = tcp_listener()
+    code = (
+        "import time\n"
+        "from listenfd.granian import Granian\n"
+        "server = Granian('hello:asgi', interface='asgi', workers=1, systemd_socket=True,\n"
+        "                 respawn_interval=0)\n"
+        "server.on_reload(lambda: time.sleep(2.5))  # a main loop stuck for 2.5 s\n"
+        "server.serve()\n"
+    )
+    proc = start_activated(
+        [holder],
+        ["web"],
+        [sys.executable, "-c", code],
+        extra_env={**receiver.env, "WATCHDOG_USEC": "1000000"},
+    )
+    pings: list[float] = []
+    try:
+        assert receiver.recv()[0].startswith("READY=1")
+        while len(pings) < 4:
+            message, pid = receiver.recv(timeout=10)
+            if message == "WATCHDOG=1":
+                assert pid == proc.pid
+                pings.append(time.monotonic())
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        assert all(0.3 < g < 0.8 for g in gaps), gaps  # every half WATCHDOG_USEC
+        proc.send_signal(signal.SIGHUP)
+        stuck_from = time.monotonic()
+        after: list[float] = []
+        while not after or after[-1] - stuck_from < 3.5:
+            message, _ = receiver.recv(timeout=10)
+            if message == "WATCHDOG=1":
+                after.append(time.monotonic())
+        longest = max(b - a for a, b in zip([stuck_from, *after], after))
+        assert longest > 1.2, f"pings must stop while the main loop is stuck ({after})"
+    finally:
+        stop(proc)
+        holder.close()
+        receiver.sock.close()

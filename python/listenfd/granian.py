@@ -21,6 +21,8 @@ import functools
 import os
 import socket
 import sys
+import threading
+import time
 from typing import Any, Callable, NoReturn
 
 import granian
@@ -51,6 +53,9 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "server.bind_addr": "--host",
     "server.bind_port": "--port",
     "server.backlog": "--backlog, used when nothing was inherited",
+    # main_loop_interrupt: the threading.Event the main loop waits on; the
+    # watchdog replaces it with one that records a heartbeat while waiting.
+    "server.main_loop_interrupt": "the main loop's Event (watchdog heartbeat)",
     "server_class._bind_addr_fmt": "the address in 'Listening at: ...'",
     "server_class._spawn_worker": "builds one worker from (_ssp, _shd)",
     # granian._granian.SocketHolder(fd, is_uds, backlog): what a worker accepts
@@ -143,6 +148,9 @@ class SystemdSocketMixin:
         if self.systemd_socket and os.environ.get("NOTIFY_SOCKET"):
             self._listenfd_readiness = _Readiness(self)
             self.on_reload(self._listenfd_readiness.reloading)
+            interval = notify.watchdog_interval()
+            if interval is not None:
+                _Watchdog(self, interval).start()
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
         if self._listenfd_readiness is not None:
@@ -335,6 +343,54 @@ class _Readiness:
             self.generation += 1
             self.waiting = set(range(self.server.workers))
         notify.reloading()
+
+
+class _HeartbeatEvent(threading.Event):
+    """Granian's main loop sleeps in `main_loop_interrupt.wait()`; this Event
+    wakes up now and then to record that the main thread is still looping."""
+
+    def __init__(self, beat: Callable[[], None], period: float) -> None:
+        super().__init__()
+        self._beat = beat
+        self._period = period
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._beat()
+            step = self._period
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - time.monotonic()))
+            if super().wait(step):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+
+class _Watchdog:
+    """WATCHDOG=1 every half WATCHDOG_USEC, only while the main loop beats:
+    a main thread stuck for a whole interval stops the pings, and systemd
+    then restarts the service (that is the point of the watchdog)."""
+
+    def __init__(self, server: Any, interval: float) -> None:
+        self.interval = interval
+        self.last_beat = time.monotonic()
+        # Granian's AbstractServer.main_loop_interrupt: the Event its main
+        # loop waits on; replaced by one that beats while waiting.
+        server.main_loop_interrupt = _HeartbeatEvent(self.beat, interval / 4)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="listenfd-watchdog", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval / 2)
+            if time.monotonic() - self.last_beat < self.interval:
+                with contextlib.suppress(OSError):
+                    notify.watchdog()
 
 
 class Granian(SystemdSocketMixin, _GranianServer):  # type: ignore[misc,valid-type]
