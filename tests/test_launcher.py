@@ -561,3 +561,51 @@ def test_fd_store_passes_stored_fds_to_the_next_child(tmp_path: Path) -> None:
     assert steps[1]["names"] == "web:stash"
     assert steps[1]["seen"]["stash"] == steps[0]["seen"]["stored"], "the very socket child 0 stored"
     assert steps[2]["names"] == "web"
+
+
+def test_granian_fd_store_without_a_socket_unit(tmp_path: Path) -> None:
+    """`granian --systemd-fdstore` under `listenfd run` with no -s at all: the
+    first Granian binds and stores its socket; every later one takes it back
+    from LISTEN_FDS, so restarts refuse nothing."""
+    pytest.importorskip("granian")
+    granian = str(Path(sys.executable).with_name("granian"))
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    number = port.getsockname()[1]
+    port.close()
+    proc = subprocess.Popen(
+        [
+            LISTENFD,
+            "run",
+            "--",
+            granian,
+            "--interface",
+            "asgi",
+            "--workers",
+            "2",
+            "--systemd-fdstore",
+            "--port",
+            str(number),
+            "--working-dir",
+            str(HERE / "apps"),
+            "hello:asgi",
+        ],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # Granian's log and the launcher's, in order
+        text=True,
+    )
+    wait_for(lambda: _try_http(number), what="granian to serve")
+    with Hammer(number) as hammer:
+        for _ in range(3):
+            before = served_pid(number)
+            proc.send_signal(signal.SIGHUP)
+            wait_for(lambda b=before: (p := _pid_or_none(number)) and p != b, what="a new Granian")
+            time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    err, _ = proc.communicate(timeout=30)
+    assert hammer.counts["refused"] == 0, hammer.counts
+    assert hammer.counts["ok"] > 0
+    assert 'stored 1 fd(s) as "granian" (0 already stored)' in err, err
+    assert "no stored socket 'granian' yet; bound, stored in the FD store" in err
+    assert "using fd 3 'granian'" in err

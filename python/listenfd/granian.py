@@ -36,6 +36,9 @@ from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
 
 SUPPORTED_GRANIAN = ">=2.8,<2.9"
 
+# The FDNAME= of the socket --systemd-fdstore stores (unless --systemd-socket-name).
+FDSTORE_NAME = "granian"
+
 # name -> what listenfd relies on it for. Checked by `check_granian()`.
 _REQUIRED_INTERNALS: dict[str, str] = {
     # AbstractServer._init_shared_socket(): called once by startup() to create
@@ -128,11 +131,13 @@ class SystemdSocketMixin:
         *args: Any,
         systemd_socket: bool = False,
         systemd_socket_name: str | None = None,
+        systemd_fdstore: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.systemd_socket = systemd_socket or systemd_socket_name is not None
+        self.systemd_socket = systemd_socket or systemd_socket_name is not None or systemd_fdstore
         self.systemd_socket_name = systemd_socket_name
+        self.systemd_fdstore = systemd_fdstore
         self._listenfd_source: str | None = None
         self._listenfd_address: str | None = None
         self._listenfd_backlog = 0
@@ -188,7 +193,13 @@ class SystemdSocketMixin:
         except ActivationError as exc:
             self._fail(f"--systemd-socket: {exc}")
         wanted = self._wanted_address()
-        chosen, reason = choose(wanted, self.systemd_socket_name, sockets)
+        name = self.systemd_socket_name
+        if self.systemd_fdstore and name is None:
+            name = FDSTORE_NAME
+        chosen, reason = choose(wanted, name, sockets)
+        if chosen is None and self.systemd_fdstore and not sockets:
+            self._bind_and_store(wanted, name or FDSTORE_NAME)
+            return
         if chosen is None:
             if sockets:
                 self._fail(
@@ -213,24 +224,60 @@ class SystemdSocketMixin:
                 s.detach()  # leave them open: another part of the service may want them
         self._adopt(chosen, reason)
 
-    def _adopt(self, chosen: InheritedSocket, reason: str) -> None:
-        from granian._granian import SocketHolder
+    def _bind_and_store(self, wanted: Address, name: str) -> None:
+        """--systemd-fdstore without a stored socket yet: bind one socket for
+        all workers and hand it to the service manager's FD store, so that the
+        next start takes it back and no connection is refused in between."""
+        from listenfd._bind import _bind_fresh
 
-        is_uds = chosen.family == socket.AF_UNIX
+        sock = _bind_fresh(wanted, self.backlog)
+        is_uds = sock.family == socket.AF_UNIX
+        address = describe_address(sock.getsockname())
+        fd = sock.detach()
+        try:
+            stored = notify.store_fds(name, [fd], poll=False)
+        except OSError as exc:
+            os.close(fd)
+            self._fail(f"--systemd-fdstore: storing the socket failed: {exc}")
+        if not stored:
+            _granian_logger.warning(
+                "--systemd-fdstore: NOTIFY_SOCKET is not set, so the socket was not stored; "
+                "the next start binds a new one"
+            )
+        source = f"bound, stored in the FD store as {name!r}" if stored else "bound"
+        self._adopt_fd(fd, is_uds, self.backlog, address, source)
+        _granian_logger.info(f"--systemd-fdstore: no stored socket {name!r} yet; {source}")
+
+    def _adopt(self, chosen: InheritedSocket, reason: str) -> None:
         # Keep the backlog the service manager gave the socket (Backlog=):
         # Granian's workers call listen() again with the holder's value.
         backlog = chosen.backlog or self.backlog
         address = describe_address(chosen.address)
-        source = f"fd {chosen.fd} {chosen.name!r}, from systemd"
+        self._adopt_fd(
+            chosen.detach(),
+            chosen.family == socket.AF_UNIX,
+            backlog,
+            address,
+            f"fd {chosen.fd} {chosen.name!r}, from systemd",
+        )
+        _granian_logger.info(
+            f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, "
+            f"backlog {backlog}) because {reason}"
+        )
+
+    def _adopt_fd(self, fd: int, is_uds: bool, backlog: int, address: str, source: str) -> None:
+        """Serve every worker from the listening socket `fd`, which this
+        process now owns."""
+        from granian._granian import SocketHolder
+
         if not is_uds:
             # Granian sets TCP_NODELAY on sockets it binds; accepted sockets
             # inherit it from the listener.
-            sock = socket.socket(fileno=chosen.fileno())
+            sock = socket.socket(fileno=fd)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             finally:
                 sock.detach()
-        fd = chosen.detach()
         # systemd owns the unix path: Granian unlinks bind_uds at shutdown.
         self.bind_uds = None
         self._listenfd_address = f"unix:{address}" if is_uds else address
@@ -240,10 +287,6 @@ class SystemdSocketMixin:
         self._shd = SocketHolder(fd, is_uds, backlog)  # type: ignore[call-arg]
         self._sfd = fd
         self._after_adopt(fd)
-        _granian_logger.info(
-            f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, "
-            f"backlog {backlog}) because {reason}"
-        )
 
     def _after_adopt(self, fd: int) -> None:
         # MPServer._init_shared_socket() also keeps the shared socket as an
@@ -439,6 +482,17 @@ def patch_cli(cli_module: Any) -> None:
             "Implies --systemd-socket. [listenfd]",
         )
     )
+    command.params.append(
+        click.Option(
+            ["--systemd-fdstore"],
+            is_flag=True,
+            default=False,
+            show_envvar=True,
+            help="Keep the listening socket in systemd's FD store (FDSTORE=1), so a restart "
+            "takes it back and refuses nothing, without a socket unit (needs "
+            "FileDescriptorStoreMax=1). Implies --systemd-socket. [listenfd]",
+        )
+    )
     original: Callable[..., Any] = command.callback
 
     @functools.wraps(original)
@@ -446,16 +500,20 @@ def patch_cli(cli_module: Any) -> None:
         *args: Any,
         systemd_socket: bool = False,
         systemd_socket_name: str | None = None,
+        systemd_fdstore: bool = False,
         **kwargs: Any,
     ) -> Any:
-        if systemd_socket or systemd_socket_name is not None:
+        if systemd_socket or systemd_socket_name is not None or systemd_fdstore:
             try:
                 check_granian()
             except GranianIncompatible as exc:
                 click.echo(f"Error: {exc}", err=True)
                 raise click.exceptions.Exit(1) from None
             cli_module.Server = functools.partial(
-                Granian, systemd_socket=True, systemd_socket_name=systemd_socket_name
+                Granian,
+                systemd_socket=True,
+                systemd_socket_name=systemd_socket_name,
+                systemd_fdstore=systemd_fdstore,
             )
         try:
             return original(*args, **kwargs)

@@ -508,12 +508,18 @@ impl Engine {
     /// Which starting child a notification comes from, if we trust it.
     fn sender(&self, pid: Option<u32>) -> Option<u32> {
         let pid = pid?;
+        // A child being stopped still reports (STOPPING=1, STATUS=); its
+        // READY=1 no longer changes anything (mark_ready ignores it).
         let children = [self.pending.as_ref(), self.current.as_ref()];
-        children.into_iter().flatten().find_map(|c| {
-            let trusted =
-                c.pid == pid || (self.config.notify_access_all && is_descendant(pid, c.pid));
-            trusted.then_some(c.pid)
-        })
+        children
+            .into_iter()
+            .flatten()
+            .chain(self.stopping.values())
+            .find_map(|c| {
+                let trusted =
+                    c.pid == pid || (self.config.notify_access_all && is_descendant(pid, c.pid));
+                trusted.then_some(c.pid)
+            })
     }
 
     fn on_notify(&mut self) {
@@ -567,12 +573,27 @@ impl Engine {
                 } else if self.fd_store.len() + count > MAX_STORED_FDS {
                     self.say(format!("[pid {child_pid}] the FD store is full ({MAX_STORED_FDS}); {count} fd(s) dropped"));
                 } else {
-                    self.say(format!(
-                        "[pid {child_pid}] stored {count} fd(s) as {name:?}"
-                    ));
                     let mut message = message;
-                    self.fd_store
-                        .extend(message.fds.drain(..).map(|fd| (name.clone(), fd)));
+                    // Storing a socket that is already stored (a child that
+                    // took it from the store stores it again) keeps one copy,
+                    // as systemd does.
+                    let known: Vec<_> = self
+                        .fd_store
+                        .iter()
+                        .filter_map(|(_, fd)| file_id(fd))
+                        .collect();
+                    let mut added = 0;
+                    for fd in message.fds.drain(..) {
+                        if file_id(&fd).is_some_and(|id| known.contains(&id)) {
+                            continue;
+                        }
+                        self.fd_store.push((name.clone(), fd));
+                        added += 1;
+                    }
+                    self.say(format!(
+                        "[pid {child_pid}] stored {added} fd(s) as {name:?} ({} already stored)",
+                        count - added
+                    ));
                     if message.get("READY") == Some("1") {
                         self.mark_ready(child_pid, "READY=1");
                     }
@@ -816,6 +837,18 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// (device, inode) of an open file: the same socket has the same pair.
+fn file_id(fd: &OwnedFd) -> Option<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat on a live fd into a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
 }
 
 fn far_future() -> Instant {
