@@ -1,0 +1,132 @@
+"""A real systemd (PID 1 of a throw-away systemd-nspawn container booting the
+host's own /usr), driven with nsenter + systemctl. See shared/SYSTEMD-E2E.md."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def unavailable() -> str | None:
+    """Why a container cannot be booted here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (systemd-nspawn)"
+    if not shutil.which("systemd-nspawn"):
+        return (
+            "systemd-nspawn is missing (Debian's systemd-container, pinned to the systemd version)"
+        )
+    if (
+        not Path("/sys/fs/cgroup/systemd").is_dir()
+        and not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    ):
+        return "no usable cgroup hierarchy"
+    return None
+
+
+class Container:
+    def __init__(self, name: str, units: dict[str, str], binds: Sequence[Path]) -> None:
+        self.name = name
+        self.units = units
+        self.binds = list(binds)
+        self.unit_dir = Path(f"/run/listenfd-e2e-{name}")
+        self.cgroups = [
+            Path(f"/sys/fs/cgroup/unified/{name}"),
+            Path(f"/sys/fs/cgroup/systemd/{name}"),
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid1 = 0
+
+    def boot(self) -> None:
+        shutil.rmtree(self.unit_dir, ignore_errors=True)
+        self.unit_dir.mkdir(parents=True)
+        for unit, text in self.units.items():
+            (self.unit_dir / unit).write_text(text)
+        for cg in self.cgroups:
+            if cg.parent.is_dir():
+                cg.mkdir(exist_ok=True)
+        args = [
+            "systemd-nspawn",
+            "-D",
+            "/",
+            "--volatile=yes",
+            "-b",
+            "--register=no",
+            "--keep-unit",
+            "--console=passive",
+            "-M",
+            self.name,
+        ]
+        for unit in self.units:
+            args.append(f"--bind-ro={self.unit_dir / unit}:/etc/systemd/system/{unit}")
+        for path in self.binds:
+            args.append(f"--bind-ro={path}:{path}")
+        args.append("systemd.firstboot=off")
+        procs = " ".join(f"echo $$ > {cg}/cgroup.procs;" for cg in self.cgroups if cg.is_dir())
+        self.proc = subprocess.Popen(
+            ["sh", "-c", f'{procs} exec "$@"', "sh", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not self.pid1:
+            out = subprocess.run(
+                ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+            if out:
+                self.pid1 = int(out[0])
+            elif self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"systemd-nspawn exited with {self.proc.returncode}")
+            else:
+                time.sleep(0.05)
+        while not Path(f"/proc/{self.pid1}/root/run/systemd/private").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the container's systemd did not come up")
+            time.sleep(0.05)
+        self.run("systemctl", "is-system-running", "--wait", check=False)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", "-t", str(self.pid1), "-a", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def systemctl(self, *args: str) -> str:
+        return self.run("systemctl", *args).stdout
+
+    def show(self, unit: str, prop: str) -> str:
+        return self.run("systemctl", "show", "-p", prop, "--value", unit).stdout.strip()
+
+    def journal(self, unit: str) -> str:
+        return self.run("journalctl", "-u", unit, "--no-pager", "-o", "cat", check=False).stdout
+
+    def shutdown(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for cg in reversed(self.cgroups):
+            _remove_cgroup(cg)
+        shutil.rmtree(self.unit_dir, ignore_errors=True)
+
+
+def _remove_cgroup(cg: Path) -> None:
+    if not cg.is_dir():
+        return
+    # Depth first: a cgroup can only be removed once its children are gone.
+    for child in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    with contextlib.suppress(OSError):
+        cg.rmdir()
