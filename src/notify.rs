@@ -171,6 +171,23 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
     }
 }
 
+/// `sd_notify()`: send `message` to the `NOTIFY_SOCKET` of `env`. Unset (or
+/// empty) means nobody listens: a successful no-op, `Ok(false)`.
+pub fn notify_env(
+    env: &impl crate::activation::Environment,
+    message: &str,
+    fds: &[BorrowedFd<'_>],
+) -> crate::Result<bool> {
+    let Some(address) = env.var("NOTIFY_SOCKET").filter(|a| !a.is_empty()) else {
+        return Ok(false);
+    };
+    let target = parse_address(&address)?;
+    send(&target, message, fds).map_err(|e| {
+        crate::Error::os(format!("sending {message:?} to NOTIFY_SOCKET={address}"), e)
+    })?;
+    Ok(true)
+}
+
 /// `WATCHDOG_USEC`, when the watchdog is asked of this process: `None` when
 /// unset, or when `WATCHDOG_PID` names another process.
 pub fn watchdog_usec(
@@ -527,6 +544,22 @@ mod tests {
 
         let too_many: Vec<_> = (0..254).map(|_| a.as_fd()).collect();
         assert!(send(&addr, "X=1", &too_many).is_err());
+    }
+
+    #[test]
+    fn notify_env_unset_is_a_no_op_and_set_sends() {
+        use std::collections::HashMap;
+        let mut env: HashMap<String, String> = HashMap::new();
+        assert!(!notify_env(&env, "READY=1", &[]).unwrap());
+        env.insert("NOTIFY_SOCKET".into(), String::new());
+        assert!(!notify_env(&env, "READY=1", &[]).unwrap());
+        let rx = NotifyReceiver::bind().unwrap();
+        env.insert("NOTIFY_SOCKET".into(), rx.address.clone());
+        assert!(notify_env(&env, "READY=1", &[]).unwrap());
+        assert_eq!(rx.try_recv().unwrap().unwrap().get("READY"), Some("1"));
+        env.insert("NOTIFY_SOCKET".into(), "/nonexistent/notify".into());
+        let err = notify_env(&env, "READY=1", &[]).unwrap_err().to_string();
+        assert!(err.contains("NOTIFY_SOCKET=/nonexistent/notify"), "{err}");
     }
 
     #[test]

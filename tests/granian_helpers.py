@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -109,19 +110,24 @@ def start_activated(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # one process group to kill if it hangs
         **kw,
     )
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    """SIGTERM, wait, return everything it printed."""
+    """SIGTERM, wait, return everything it printed. A server that does not
+    stop in time is killed with its whole process group (its workers too, or
+    they would hold the output pipe open forever); that fails the test."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        raise AssertionError(f"pid {proc.pid} did not stop within {timeout}s:\n{out}") from None
     return out
 
 

@@ -64,6 +64,9 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     # granian._granian.SocketHolder(fd, is_uds, backlog): what a worker accepts
     # on; Granian's Rust side calls listen(backlog) on it again.
     "granian._granian.SocketHolder": "wraps the inherited fd for the workers",
+    # granian.server.mp._new_cbscheduler: called by every process worker right
+    # before serve(); readiness (READY=1) is reported from there.
+    "granian.server.mp._new_cbscheduler": "the last step of a worker before it accepts",
     # granian.cli: a click command `cli` whose callback builds `Server(...)`
     # through the module-global name `Server`.
     "granian.cli.cli": "the click command the options are added to",
@@ -84,10 +87,12 @@ def check_granian(server: object | None = None, server_class: type | None = None
     names, unless every internal listenfd relies on is there."""
     import granian._granian as native
     import granian.cli as cli
+    import granian.server.mp as mp
 
     roots: dict[str, object] = {
         "granian._granian": native,
         "granian.cli": cli,
+        "granian.server.mp": mp,
         "server_class": _GranianServer,
     }
     if server_class is not None:
@@ -322,8 +327,10 @@ class SystemdSocketMixin:
 
 
 class _WorkerLoaded:
-    """A worker's app loader that reports to the main process once the app is
-    loaded. Module-level and made of picklable parts, for the spawn start method."""
+    """A worker's app loader that makes the worker report to the main process
+    once it is about to accept: app loaded, ASGI lifespan started, its own
+    signal handlers installed. Module-level and made of picklable parts, for
+    the spawn start method."""
 
     def __init__(self, loader: Callable[[], Any], writer: Any, generation: int, idx: int) -> None:
         self.loader = loader
@@ -332,10 +339,23 @@ class _WorkerLoaded:
         self.idx = idx
 
     def __call__(self) -> Any:
-        app = self.loader()
-        with contextlib.suppress(OSError):
-            self.writer.send((self.generation, self.idx))
-        return app
+        import granian.server.mp
+
+        mp: Any = granian.server.mp
+        # Every worker target of granian.server.mp calls the module-global
+        # _new_cbscheduler() right before serve(): the last step before it
+        # accepts. Patched in this worker process only.
+        original: Callable[..., Any] = mp._new_cbscheduler
+
+        def report_then_schedule(*args: Any, **kwargs: Any) -> Any:
+            scheduler = original(*args, **kwargs)
+            mp._new_cbscheduler = original
+            with contextlib.suppress(OSError):
+                self.writer.send((self.generation, self.idx))
+            return scheduler
+
+        mp._new_cbscheduler = report_then_schedule
+        return self.loader()
 
 
 class _Readiness:
