@@ -7,8 +7,7 @@
 (b) `listenfd run --restart-mode stop-start -- granian --systemd-socket ...`,
     restarted by SIGHUP (what a socket unit gives);
 (c) the same with `--restart-mode overlap` (the new Granian starts before the
-    old one stops; Granian does not send READY=1 yet, so `--ready-delay` says
-    when the new one counts as ready).
+    old one stops, which happens on the new one's READY=1).
 
 Load, all on loopback and bounded by the run: two clients making a new
 connection per request and one keep-alive client. Per scenario: refused and
