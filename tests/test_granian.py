@@ -477,8 +477,10 @@ def test_tls(tmp_path: Path) -> None:
 
 
 def test_reload_on_changes_keeps_the_socket(tmp_path: Path) -> None:
+    """--reload: a new worker on the same socket, announced RELOADING=1, READY=1."""
     watched = tmp_path / "src"
     watched.mkdir()
+    receiver = NotifyReceiver()
     holder = tcp_listener()
     target = holder.getsockname()
     argv = granian_argv(
@@ -491,11 +493,14 @@ def test_reload_on_changes_keeps_the_socket(tmp_path: Path) -> None:
         "--reload-tick",
         "50",
     )
-    proc = start_activated([holder], ["web"], argv)
+    proc = start_activated([holder], ["web"], argv, extra_env=receiver.env)
     try:
         first = pid_of(wait_http(target, proc))
+        assert receiver.recv()[0].startswith("READY=1")
         time.sleep(0.5)  # let the watcher start
         (watched / "changed.py").write_text("x = 1\n")
+        assert receiver.recv()[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert receiver.recv()[0].startswith("READY=1")
         deadline = time.monotonic() + 30
         pid = first
         while pid == first and time.monotonic() < deadline:
@@ -506,6 +511,7 @@ def test_reload_on_changes_keeps_the_socket(tmp_path: Path) -> None:
     finally:
         out = stop(proc)
         holder.close()
+        receiver.sock.close()
     assert "Changes detected, reloading workers" in out
 
 
@@ -782,32 +788,4 @@ def test_granian_notifies_under_systemd_socket_activate() -> None:
         if trigger is not None:
             trigger.close()
         stop(proc)
-        receiver.sock.close()
-
-
-def test_granian_reload_on_changes_notifies(tmp_path: Path) -> None:
-    watched = tmp_path / "src"
-    watched.mkdir()
-    receiver = NotifyReceiver()
-    holder = tcp_listener()
-    argv = granian_argv(
-        "asgi",
-        1,
-        "--systemd-socket",
-        "--reload",
-        "--reload-paths",
-        str(watched),
-        "--reload-tick",
-        "50",
-    )
-    proc = start_activated([holder], ["web"], argv, extra_env=receiver.env)
-    try:
-        assert receiver.recv()[0].startswith("READY=1")
-        time.sleep(0.5)
-        (watched / "changed.py").write_text("x = 1\n")
-        assert receiver.recv()[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
-        assert receiver.recv()[0].startswith("READY=1")
-    finally:
-        stop(proc)
-        holder.close()
         receiver.sock.close()
