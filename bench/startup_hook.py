@@ -1,5 +1,7 @@
 """What the Granian hook costs every interpreter start: `python -c pass` with
 and without listenfd-granian.pth, many interleaved runs, median difference.
+(The .pth line loads the hook module only when the command line names granian;
+what that import costs a Granian process is reported too.)
 
     python bench/startup_hook.py [--runs N]
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -57,7 +60,7 @@ def time_once(python: Path) -> float:
 
 
 def time_pth_line(pth: Path) -> float:
-    """µs to exec the .pth import line (then undo what it did)."""
+    """µs to exec the .pth import line in an interpreter not running granian."""
     import timeit
 
     line = pth.read_text().strip()
@@ -65,9 +68,31 @@ def time_pth_line(pth: Path) -> float:
 
     def once() -> None:
         exec(code, {})
-        del sys.meta_path[0]
+        # This process's command line does not name granian: nothing was
+        # installed, and nothing may be removed.
+        assert not getattr(sys.meta_path[0], "listenfd_granian", False)
 
     return statistics.median(timeit.repeat(once, number=2000, repeat=7)) / 2000 * 1e6
+
+
+def count_instructions(python: Path) -> int | None:
+    """Instructions `python -c pass` executes (callgrind); None without valgrind."""
+    if not shutil.which("valgrind"):
+        return None
+    err = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            str(python),
+            "-c",
+            "pass",
+        ],
+        capture_output=True,
+        text=True,
+    ).stderr
+    match = re.search(r"Collected : (\d+)", err)
+    return int(match.group(1)) if match else None
 
 
 def time_cold_import(python: Path) -> float:
@@ -107,12 +132,15 @@ def main() -> None:
                 pair.reverse()
             for sink, python in pair:
                 sink.append(time_once(python))
+        # The probe's command line names granian (in the attribute it looks
+        # for), so the .pth line loads the hook where it is installed.
         probe = "import sys; print(any(getattr(f, 'listenfd_granian', 0) for f in sys.meta_path))"
         installed = [
             subprocess.run([str(p), "-c", probe], capture_output=True, text=True).stdout.strip()
             for p in (without, with_hook)
         ]
         module_us = time_cold_import(without)
+        instructions = [count_instructions(p) for p in (without, with_hook)]
     if installed != ["False", "True"]:
         raise SystemExit(f"expected the finder only in the 'with' environment, got {installed}")
     line_us = time_pth_line(Path(site_packages) / PTH)
@@ -128,9 +156,15 @@ def main() -> None:
     print(f"| with listenfd-granian.pth | {med_b:.2f} ms |")
     print(f"| difference | {med_b - med_a:+.3f} ms |")
     print()
-    print(f"running the .pth line once the module is loaded (timeit): {line_us:.1f} µs")
+    ia, ib = instructions
+    if ia is not None and ib is not None:
+        print(
+            f"instructions (valgrind callgrind, repeatable): {ia:,} without, {ib:,} with: "
+            f"{ib - ia:+,} ({(ib - ia) / ia:+.2%})"
+        )
+    print(f"running the .pth line in a non-granian interpreter (timeit): {line_us:.1f} µs")
     print(
-        f"importing the hook module cold, in a fresh interpreter (median of 21): {module_us:.0f} µs"
+        f"in a granian process, importing the hook module cold (median of 21): {module_us:.0f} µs"
     )
 
 

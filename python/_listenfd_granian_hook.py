@@ -1,10 +1,12 @@
 """Adds --systemd-socket to Granian's command line when `granian.cli` is imported.
 
-Interpreter start only imports this small module and puts a finder on
-sys.meta_path (`install()`); the finder waits for `granian.cli`. `install()` is
+`install()` puts a finder on sys.meta_path that waits for `granian.cli`. It is
 called from the import line of `listenfd-granian.pth` (Python <= 3.14) or, by
 PEP 829, from `listenfd-granian.start` (Python >= 3.15, which then skips the
-.pth import line).
+.pth import line). The .pth line imports this module only in interpreters whose
+command line names granian (`granian ...`, `python -m granian`, a `-c` that
+imports it; `sys.orig_argv`, Python >= 3.10), so every other Python start
+pays just for that one line.
 
 Nothing is imported beyond what `site` already loaded (annotations are strings).
 LISTENFD_NO_GRANIAN_HOOK=1 turns it off.
