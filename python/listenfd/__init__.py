@@ -19,9 +19,13 @@ from listenfd._listenfd import (
     SD_LISTEN_FDS_START,
     ActivationError,
     InheritedSocket,
-    Launcher,
     from_systemd,
 )
+
+if sys.platform == "linux":
+    # The launcher (pidfds, PR_SET_PDEATHSIG) is built on Linux only; the rest
+    # of the package works on any Unix.
+    from listenfd._listenfd import Launcher
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than the
 # extension module. Type checkers treat any TYPE_CHECKING constant as True.
