@@ -90,6 +90,21 @@ def granian_argv(
     return [sys.executable, "-c", code, *args]
 
 
+def start_server(argv: Sequence[str], **kw: Any) -> subprocess.Popen[str]:
+    """Start a server (in the test apps' folder unless told otherwise) in its
+    own session, its output captured, so that `stop()` can kill the group."""
+    kw.setdefault("cwd", APPS)
+    kw.setdefault("env", python_env())
+    return subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
+
+
 def start_activated(
     sockets: Sequence[socket.socket],
     names: Sequence[str],

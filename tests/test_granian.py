@@ -25,6 +25,7 @@ from granian_helpers import (
     send_q,
     serving_pids,
     start_activated,
+    start_server,
     stop,
     tcp_listener,
     unix_listener,
@@ -105,19 +106,13 @@ def test_a_broken_hook_never_breaks_granian(tmp_path: Path) -> None:
 
 
 def _ssa_granian(listen: list[str], fdnames: str, extra: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return start_server(
         [
             SSA,
             *[f"--listen={a}" for a in listen],
             f"--fdname={fdnames}",
             *granian_argv("asgi", 2, *extra),
         ],
-        cwd=APPS,
-        env=python_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
 
 
@@ -190,7 +185,8 @@ def test_options_from_granian_environment_variables() -> None:
 def test_several_sockets_and_no_choice_is_a_clear_error() -> None:
     a, b = tcp_listener(), tcp_listener()
     proc = start_activated([a, b], ["a", "b"], granian_argv("asgi", 1, "--systemd-socket"))
-    out = stop(proc, timeout=60) if proc.wait(timeout=60) is None else proc.communicate()[0]
+    proc.wait(timeout=60)
+    out = proc.communicate()[0]
     assert proc.returncode == 1
     assert "none of the 2 passed sockets has 127.0.0.1:8000" in out
     assert "name='a'" in out
@@ -215,14 +211,8 @@ def test_chosen_socket_that_does_not_listen_is_a_clear_error() -> None:
 def test_nothing_passed_binds_as_usual() -> None:
     port = free_port()
     argv = granian_argv("asgi", 1, "--systemd-socket", "--port", str(port))
-    proc = subprocess.Popen(
+    proc = start_server(
         argv,
-        cwd=APPS,
-        env=python_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
     try:
         wait_http(("127.0.0.1", port), proc)
@@ -522,7 +512,7 @@ def test_readme_quick_start() -> None:
     """The README's first command, on a free port."""
     port = free_port()
     examples = Path(__file__).resolve().parent.parent / "examples"
-    proc = subprocess.Popen(
+    proc = start_server(
         [
             SSA,
             "-l",
@@ -537,10 +527,6 @@ def test_readme_quick_start() -> None:
             "app:app",
         ],
         env=python_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
     try:
         body = wait_http(("127.0.0.1", port), proc)
@@ -739,7 +725,7 @@ def test_granian_notifies_under_systemd_socket_activate() -> None:
     """NOTIFY_SOCKET and WATCHDOG_USEC passed by the real peer (-E)."""
     receiver = NotifyReceiver()
     port = free_port()
-    proc = subprocess.Popen(
+    proc = start_server(
         [
             SSA,
             f"--listen=127.0.0.1:{port}",
@@ -748,12 +734,6 @@ def test_granian_notifies_under_systemd_socket_activate() -> None:
             "-EWATCHDOG_USEC=2000000",
             *granian_argv("asgi", 2, "--systemd-socket"),
         ],
-        cwd=APPS,
-        env=python_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
     trigger: socket.socket | None = None
     try:

@@ -34,8 +34,6 @@ pub struct Status {
     /// The child currently serving (or starting, before the first READY).
     pub pid: Option<u32>,
     pub ready: bool,
-    /// Counts started children.
-    pub generation: u64,
     /// Set once the launcher has stopped: the exit status it returns.
     pub exit_code: Option<i32>,
     /// Counts children that exited (or were given up) before they were ready.
@@ -270,7 +268,6 @@ struct Engine {
     status: watch::Sender<Status>,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
-    generation: u64,
     current: Option<Child>,
     /// overlap: the new child, until it is ready.
     pending: Option<Child>,
@@ -322,7 +319,6 @@ impl Engine {
             status,
             events_tx,
             events,
-            generation: 0,
             current: None,
             pending: None,
             stopping: HashMap::new(),
@@ -347,7 +343,6 @@ impl Engine {
         self.status.send_modify(|s| {
             s.pid = current.map(|c| c.pid);
             s.ready = current.is_some_and(|c| c.ready);
-            s.generation = self.generation;
         });
     }
 
@@ -392,7 +387,6 @@ impl Engine {
         )?;
         let (pid, pidfd) = plan.spawn()?;
         drop(parked);
-        self.generation += 1;
         self.say(format!("started pid {pid}: {}", plan.display));
         let tx = self.events_tx.clone();
         tokio::spawn(wait_for_exit(pid, pidfd, tx));
