@@ -108,3 +108,15 @@ def python_env() -> dict[str, str]:
     for key in [k for k in env if k.startswith("LISTEN_")]:
         del env[key]
     return env
+
+
+# Figures measured by the tests (restarts under load, refused/failed counts),
+# printed at the end of the run so that CI's log carries them.
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("listenfd: measured in this run")
+        for line in REPORT:
+            terminalreporter.write_line(line)

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Union
 
 
 def unavailable() -> str | None:
@@ -29,11 +30,18 @@ def unavailable() -> str | None:
     return None
 
 
+Bind = Union[Path, tuple[Path, Path]]  # a host path at the same path, or (host, container)
+
+
 class Container:
-    def __init__(self, name: str, units: dict[str, str], binds: Sequence[Path]) -> None:
+    """The units live in a host directory bound at /etc/systemd/system: the
+    test writes units and drop-ins there (`install`, `remove`) and runs
+    `systemctl daemon-reload`, as an admin would edit /etc/systemd/system."""
+
+    def __init__(self, name: str, units: dict[str, str], binds: Sequence[Bind]) -> None:
         self.name = name
         self.units = units
-        self.binds = list(binds)
+        self.binds = [(b, b) if isinstance(b, Path) else b for b in binds]
         self.unit_dir = Path(f"/run/listenfd-e2e-{name}")
         self.cgroups = [
             Path(f"/sys/fs/cgroup/unified/{name}"),
@@ -46,7 +54,7 @@ class Container:
         shutil.rmtree(self.unit_dir, ignore_errors=True)
         self.unit_dir.mkdir(parents=True)
         for unit, text in self.units.items():
-            (self.unit_dir / unit).write_text(text)
+            self.install(unit, text)
         for cg in self.cgroups:
             if cg.parent.is_dir():
                 cg.mkdir(exist_ok=True)
@@ -62,10 +70,9 @@ class Container:
             "-M",
             self.name,
         ]
-        for unit in self.units:
-            args.append(f"--bind-ro={self.unit_dir / unit}:/etc/systemd/system/{unit}")
-        for path in self.binds:
-            args.append(f"--bind-ro={path}:{path}")
+        args.append(f"--bind-ro={self.unit_dir}:/etc/systemd/system")
+        for host, inside in self.binds:
+            args.append(f"--bind-ro={host}:{inside}")
         args.append("systemd.firstboot=off")
         procs = " ".join(f"echo $$ > {cg}/cgroup.procs;" for cg in self.cgroups if cg.is_dir())
         self.proc = subprocess.Popen(
@@ -89,6 +96,27 @@ class Container:
                 raise RuntimeError("the container's systemd did not come up")
             time.sleep(0.05)
         self.run("systemctl", "is-system-running", "--wait", check=False)
+        # Units run as User=www-data: the directories above the bind mounts live
+        # on the container's throw-away root (/root there is 0750); open them so
+        # that user reaches the bound application and Python. Never the bound
+        # directories themselves (they are the host's).
+        above = {p for _, inside in self.binds for p in inside.parents if p != Path("/")}
+        above -= {inside for _, inside in self.binds}
+        if above:
+            self.run("chmod", "a+rx", *sorted(map(str, above)))
+
+    def install(self, unit: str, text: str) -> None:
+        """Write a unit or a drop-in ("x.service.d/y.conf"); then daemon-reload."""
+        path = self.unit_dir / unit
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def remove(self, unit: str) -> None:
+        path = self.unit_dir / unit
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -101,6 +129,10 @@ class Container:
 
     def systemctl(self, *args: str) -> str:
         return self.run("systemctl", *args).stdout
+
+    def host_path(self, inside: str) -> Path:
+        """A path inside the container, as the host reaches it (e.g. a unix socket)."""
+        return Path(f"/proc/{self.pid1}/root{inside}")
 
     def show(self, unit: str, prop: str) -> str:
         return self.run("systemctl", "show", "-p", prop, "--value", unit).stdout.strip()

@@ -1,0 +1,107 @@
+"""/srv/app as examples/systemd/*.service expect it: the application and its
+virtual environment, built on the host and bound into the container.
+
+The environment is a real venv (`/srv/app/.venv/bin/granian`, pip installs into
+it) whose site-packages also reaches the venv running the tests, where the
+listenfd wheel under test and Granian are installed, so nothing is downloaded
+or built for the container."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent.parent / "examples" / "systemd"
+APP_DIR = Path("/srv/app")
+TEST_VENV = Path(sys.prefix)
+PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def example(name: str) -> str:
+    """A unit file from examples/systemd, byte for byte."""
+    return (EXAMPLES / name).read_text()
+
+
+def unit_value(text: str, key: str) -> str:
+    (value,) = [ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith(f"{key}=")]
+    return value
+
+
+class AppTree:
+    def __init__(self) -> None:
+        self.host = Path(tempfile.mkdtemp(prefix="listenfd-srv-app-"))
+        self.host.chmod(0o755)  # read by User=www-data
+        self.venv = self.host / ".venv"
+
+    def build(self) -> None:
+        shutil.copy(HERE / "app.py", self.host / "app.py")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", self.venv], check=True)
+        site = self.venv / "lib" / PY / "site-packages"
+        test_site = TEST_VENV / "lib" / PY / "site-packages"
+        # addsitedir (not a plain path line) so that the test venv's own .pth
+        # files run too: listenfd-granian.pth puts --systemd-socket into granian.
+        (site / "zz-listenfd-e2e-test-venv.pth").write_text(
+            f"import site; site.addsitedir({str(test_site)!r})\n"
+        )
+        script = self.venv / "bin" / "granian"
+        script.write_text(
+            f"#!{APP_DIR}/.venv/bin/python3\n"
+            "import sys\nfrom granian import cli\nsys.exit(cli.entrypoint())\n"
+        )
+        script.chmod(0o755)
+        self.install_greeting("1.0")
+
+    def install_greeting(self, version: str) -> None:
+        """pip install (or upgrade to) greeting==version in /srv/app/.venv."""
+        with tempfile.TemporaryDirectory() as d:
+            wheel = greeting_wheel(version, Path(d))
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    str(self.venv / "bin" / "python3"),
+                    "--disable-pip-version-check",
+                    "-q",
+                    "install",
+                    "--no-index",
+                    "--no-deps",
+                    str(wheel),
+                ],
+                check=True,
+            )
+
+    def remove(self) -> None:
+        shutil.rmtree(self.host, ignore_errors=True)
+
+
+def greeting_wheel(version: str, dest: Path) -> Path:
+    """A one-module wheel, `greeting` with VERSION, as a release would ship it."""
+    info = f"greeting-{version}.dist-info"
+    files = {
+        "greeting.py": f'VERSION = "{version}"\n',
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: greeting\nVersion: {version}\n",
+        f"{info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: listenfd-e2e\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{name},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    wheel = dest / f"greeting-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return wheel

@@ -1,0 +1,334 @@
+"""The unit files of examples/systemd, unchanged, under a real systemd (252, in
+systemd-nspawn): what the deployment guide promises, checked on every CI run.
+
+The application lives at /srv/app as the units expect (tests/e2e/deploy.py) and
+runs as www-data. Restarts are paced at one per RESTART_SPACING seconds: the
+units keep systemd's default start limit (5 starts in 10 s), as a deployer's
+would. Measured figures go to the end of pytest's output."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPORT, free_port
+
+from e2e.deploy import APP_DIR, TEST_VENV, AppTree, example, unit_value
+from e2e.loadgen import Load, wait_serving
+from e2e.nspawn import Container, unavailable
+
+REASON = unavailable()
+if REASON and not os.environ.get("CI"):
+    pytest.skip(f"real-systemd tests skipped: {REASON}", allow_module_level=True)
+
+SOCKET = example("granian.socket")
+SERVICE = example("granian.service")
+HOST, _, PORT_TEXT = unit_value(SOCKET, "ListenStream").rpartition(":")
+PORT = int(PORT_TEXT)
+RESTART_SPACING = 2.5
+GRANIAN_BACKLOG = 1024  # granian --backlog default
+
+# The "before" picture: the same service as people run Granian without socket
+# activation (Granian binds the port itself, so no READY=1: Type=simple).
+SELF_BOUND_SERVICE = (
+    SERVICE.replace("Requires=granian.socket\n", "")
+    .replace("After=granian.socket\n", "")
+    .replace("Type=notify\n", "Type=simple\n")
+    .replace("--systemd-socket-name web", f"--host {HOST} --port {PORT}")
+)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        # as servers bind: connections in TIME_WAIT from an earlier run do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def systemd() -> Iterator[Container]:
+    if not port_is_free(PORT):
+        pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")
+    app = AppTree()
+    container = Container(
+        f"lfdx{os.getpid()}",
+        {
+            "granian.socket": SOCKET,
+            "granian.service": SERVICE,
+            "granian-self.service": SELF_BOUND_SERVICE,
+        },
+        binds=[(app.host, APP_DIR), TEST_VENV, Path(sys.base_prefix)],
+    )
+    container.app = app  # type: ignore[attr-defined]
+    try:
+        app.build()
+        container.boot()
+        yield container
+    finally:
+        container.shutdown()
+        app.remove()
+    assert port_is_free(PORT), "something still listens after the container stopped"
+
+
+def get(path: str = "/", timeout: float = 30, unix: Path | None = None) -> str:
+    family = socket.AF_UNIX if unix else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(str(unix) if unix else (HOST, PORT))
+        c.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        while chunk := c.recv(4096):
+            data += chunk
+    head, _, body = data.decode().partition("\r\n\r\n")
+    assert head.split(" ", 2)[1] == "200", data
+    return body
+
+
+def field(body: str, name: str) -> str:
+    words = body.split()
+    return words[words.index(name) + 1]
+
+
+def listeners(port: int) -> list[str]:
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return [ln for ln in out.splitlines() if ln.strip()]
+
+
+class Restarts:
+    """`systemctl restart` at most once per RESTART_SPACING seconds, timed:
+    the command returns when the new Granian sent READY=1 (Type=notify)."""
+
+    def __init__(self, container: Container, unit: str) -> None:
+        self.container = container
+        self.unit = unit
+        self.last = 0.0
+        self.durations: list[float] = []
+
+    def __call__(self) -> None:
+        time.sleep(max(0.0, self.last + RESTART_SPACING - time.monotonic()))
+        self.last = time.monotonic()
+        self.container.systemctl("restart", self.unit)
+        self.durations.append(time.monotonic() - self.last)
+
+
+def report(what: str, load: Load, restarts: Restarts) -> None:
+    n = len(restarts.durations)
+    s = load.summary(n)
+    durations = sorted(restarts.durations)
+    REPORT.append(
+        f"{what}: {n} restarts, {s['requests']:.0f} requests; refused {load.refused}, "
+        f"failed {load.failed} (new connection) + {load.failed_keep_alive} (keep-alive); "
+        f"latency p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.0f} ms; "
+        f"`systemctl restart` median {durations[n // 2] * 1000:.0f} ms"
+    )
+
+
+def test_first_connection_starts_the_service(systemd: Container) -> None:
+    systemd.systemctl("start", "granian.socket")
+    assert systemd.show("granian.service", "ActiveState") == "inactive"
+    body = get()  # waits in the socket's queue while systemd starts Granian
+    assert systemd.show("granian.service", "ActiveState") == "active"
+    assert field(body, "uid") == "33", "User=www-data"
+    assert systemd.show("granian.service", "StatusText").startswith(
+        f"Listening at {HOST}:{PORT} (fd 3 'web', from systemd)"
+    )
+    (listener,) = listeners(PORT)  # Granian bound nothing of its own
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    backlog = min(int(unit_value(SOCKET, "Backlog")), somaxconn)
+    assert backlog != min(GRANIAN_BACKLOG, somaxconn), "cannot tell Backlog= from Granian's"
+    assert int(listener.split()[2]) == backlog, f"Backlog= lost: {listener}"
+
+
+def test_reload_respawns_the_workers_through_a_reloading_state(systemd: Container) -> None:
+    old = field(get(), "pid")
+    main_pid = systemd.show("granian.service", "MainPID")
+    # ExecReload=kill -HUP: Granian respawns its workers; RELOADING=1 keeps the
+    # unit in 'reloading' until the new workers loaded the app and sent READY=1.
+    systemd.systemctl("reload", "--no-block", "granian.service")
+    states = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = systemd.show("granian.service", "ActiveState")
+        states.add(state)
+        if "reloading" in states and state == "active":
+            break
+        time.sleep(0.02)
+    assert "reloading" in states, states
+    assert systemd.show("granian.service", "ActiveState") == "active"
+    assert systemd.show("granian.service", "MainPID") == main_pid
+    deadline = time.monotonic() + 30
+    while field(get(), "pid") == old and time.monotonic() < deadline:
+        time.sleep(0.05)  # both workers were replaced; the queue may still reach an old one
+    assert field(get(), "pid") != old
+
+
+def test_ten_restarts_under_load_refuse_nothing(systemd: Container) -> None:
+    get()
+    restarts = Restarts(systemd, "granian.service")
+    main_pids = {systemd.show("granian.service", "MainPID")}
+    with Load(PORT) as load:
+        time.sleep(0.5)
+        for _ in range(10):
+            restarts()
+            main_pids.add(systemd.show("granian.service", "MainPID"))
+        time.sleep(0.5)
+    report("socket unit, 10 x systemctl restart", load, restarts)
+    assert len(main_pids) == 11, "every restart started a new Granian"
+    assert load.refused == 0, load.summary(10)
+    assert load.ok > 100, load.summary(10)
+    (_,) = listeners(PORT)
+
+
+def test_environment_change_and_upgraded_package_are_live_after_restart(
+    systemd: Container,
+) -> None:
+    before = get()
+    assert field(before, "release") == "-"
+    assert field(before, "greeting") == "1.0"
+    restarts = Restarts(systemd, "granian.service")
+    app: AppTree = systemd.app  # type: ignore[attr-defined]
+    with Load(PORT) as load:
+        # An Environment= drop-in, as `systemctl edit granian` writes it.
+        systemd.install("granian.service.d/release.conf", "[Service]\nEnvironment=APP_RELEASE=2\n")
+        systemd.systemctl("daemon-reload")
+        restarts()
+        assert field(get(), "release") == "2"
+        # A new release of a dependency, pip-installed into the service's venv.
+        app.install_greeting("2.0")
+        assert field(get(), "greeting") == "1.0", "the running Granian keeps what it imported"
+        restarts()
+        after = get()
+        time.sleep(0.5)
+    report("socket unit, Environment= drop-in + package upgrade", load, restarts)
+    assert field(after, "greeting") == "2.0"
+    assert field(after, "release") == "2"
+    assert load.refused == 0
+    assert load.ok > 0
+
+
+def test_request_in_flight_during_restart_completes(systemd: Container) -> None:
+    get()
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        try:
+            result["body"] = get("/slow/3", timeout=60)
+        except (OSError, AssertionError) as exc:
+            result["error"] = exc
+
+    client = threading.Thread(target=slow)
+    client.start()
+    time.sleep(1.0)  # the request is in the app's hands, 2 s before it answers
+    old_pid = systemd.show("granian.service", "MainPID")
+    started = time.monotonic()
+    systemd.systemctl("restart", "granian.service")
+    took = time.monotonic() - started
+    client.join(timeout=60)
+    assert "error" not in result, result
+    assert systemd.show("granian.service", "MainPID") != old_pid
+    REPORT.append(
+        f"a 3 s request in flight during `systemctl restart`: completed; restart took {took:.1f} s"
+    )
+
+
+def test_unix_socket_for_nginx_and_a_second_named_socket(systemd: Container) -> None:
+    systemd.systemctl("stop", "granian.service", "granian.socket")
+    other_port = free_port()
+    systemd.install("granian.socket", example("nginx/granian.socket"))
+    # A second socket unit feeding the same service, under another name.
+    systemd.install(
+        "granian-other.socket",
+        f"[Socket]\nListenStream={HOST}:{other_port}\nFileDescriptorName=other\n"
+        "Service=granian.service\n",
+    )
+    systemd.systemctl("daemon-reload")
+    systemd.systemctl("start", "granian.socket", "granian-other.socket")
+    path = unit_value(example("nginx/granian.socket"), "ListenStream")
+    sock = systemd.host_path(path)
+    st = os.stat(sock)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    assert (st.st_uid, st.st_gid) == (33, 33), "SocketUser=/SocketGroup=www-data"
+    try:
+        body = get(unix=sock)
+        assert field(body, "uid") == "33"
+        status = systemd.show("granian.service", "StatusText")
+        # systemd orders the fds by socket unit; the name picks the right one.
+        assert re.match(rf"Listening at unix:{path} \(fd \d 'web', from systemd\)", status), status
+        journal = systemd.journal("granian.service")
+        assert re.search(r"left open and unused: <InheritedSocket fd=\d name='other'", journal), (
+            journal
+        )
+        (_,) = listeners(other_port)  # still systemd's, not closed by Granian
+        # Granian's shutdown must not unlink systemd's path: the restarted
+        # one is reached through it again.
+        systemd.systemctl("restart", "granian.service")
+        assert field(get(unix=sock), "uid") == "33"
+    finally:
+        systemd.systemctl("stop", "granian.service", "granian.socket", "granian-other.socket")
+        systemd.install("granian.socket", SOCKET)
+        systemd.remove("granian-other.socket")
+        systemd.systemctl("daemon-reload")
+
+
+def test_fd_store_service_without_a_socket_unit(systemd: Container) -> None:
+    systemd.systemctl("stop", "granian.service", "granian.socket")
+    systemd.remove("granian.socket")
+    systemd.install("granian.service", example("fdstore/granian.service"))
+    systemd.systemctl("daemon-reload")
+    restarts = Restarts(systemd, "granian.service")
+    try:
+        systemd.systemctl("start", "granian.service")
+        restarts.last = time.monotonic()
+        assert field(get(), "uid") == "33"
+        with Load(PORT) as load:
+            time.sleep(0.5)
+            for _ in range(5):
+                restarts()
+            time.sleep(0.5)
+        journal = systemd.journal("granian.service")
+    finally:
+        systemd.systemctl("stop", "granian.service")
+        systemd.install("granian.service", SERVICE)
+        systemd.install("granian.socket", SOCKET)
+        systemd.systemctl("daemon-reload")
+    report("FD store (no socket unit), 5 x systemctl restart", load, restarts)
+    assert load.refused == 0
+    assert load.ok > 0
+    assert journal.count("no stored socket 'granian' yet") == 1, journal
+    assert journal.count("using fd 3 'granian'") == 5, journal
+
+
+def test_before_granian_binding_itself_refuses_connections(systemd: Container) -> None:
+    """The picture without socket activation, for the report: same app, same
+    user, Granian binds the port itself; restarts refuse connections."""
+    systemd.systemctl("stop", "granian.service", "granian.socket")
+    restarts = Restarts(systemd, "granian-self.service")
+    try:
+        systemd.systemctl("start", "granian-self.service")
+        restarts.last = time.monotonic()
+        wait_serving(PORT)
+        with Load(PORT) as load:
+            time.sleep(0.5)
+            for _ in range(5):
+                restarts()
+                wait_serving(PORT)  # Type=simple: restart returns before Granian listens
+            time.sleep(0.5)
+    finally:
+        systemd.systemctl("stop", "granian-self.service")
+    report("before: Granian binds itself (no socket unit), 5 x systemctl restart", load, restarts)
+    assert load.refused > 0, "without a held socket, restarts refuse connections"
