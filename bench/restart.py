@@ -1,13 +1,20 @@
-"""Restarting Granian under load, three ways, side by side in one run.
+"""Restarting Granian under load, five ways, side by side in one run.
 
-    python bench/restart.py [--restarts N]
+    python bench/restart.py [--restarts N] [--no-systemd]
 
 (a) Granian binding its own socket, restarted stop-then-start (what a service
     without a socket unit gets from `systemctl restart`);
 (b) `listenfd run --restart-mode stop-start -- granian --systemd-socket ...`,
     restarted by SIGHUP (what a socket unit gives);
 (c) the same with `--restart-mode overlap` (the new Granian starts before the
-    old one stops, which happens on the new one's READY=1).
+    old one stops, which happens on the new one's READY=1);
+(d) a real systemd (252, in systemd-nspawn, as tests/e2e runs it) with
+    examples/systemd/granian.socket + granian.service, `systemctl restart`;
+(e) the same systemd with examples/systemd/fdstore/granian.service (no socket
+    unit, the socket kept in the FD store).
+(d) and (e) need root and systemd-nspawn (skipped with the reason otherwise),
+use the example units' port 8000, and space restarts 2.5 s apart (systemd's
+default start limit is 5 starts in 10 s).
 
 Load, all on loopback and bounded by the run: two clients making a new
 connection per request and one keep-alive client. Per scenario: refused and
@@ -19,129 +26,33 @@ the first answer from a new worker).
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import platform
-import re
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from e2e.loadgen import Load, wait_serving  # noqa: E402
+
 APPS = ROOT / "tests" / "apps"
 BIN = Path(sys.executable).parent
 GRANIAN_ARGS = ["--interface", "asgi", "--workers", "2", "--log-level", "warning", "hello:asgi"]
 READY_DELAY = 2.0
+SYSTEMD_PORT = 8000  # ListenStream= / --port of the example units
+SYSTEMD_SPACING = 2.5
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@dataclass
-class Load:
-    port: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    latencies: list[float] = field(default_factory=list)
-    refused: int = 0
-    failed: int = 0  # new-connection clients
-    failed_keep_alive: int = 0
-    answers: list[tuple[float, int]] = field(default_factory=list)  # (time, worker pid)
-
-    def record(self, started: float, body: bytes) -> None:
-        now = time.monotonic()
-        match = re.search(rb"pid (\d+)", body)
-        with self.lock:
-            self.latencies.append(now - started)
-            if match:
-                self.answers.append((now, int(match.group(1))))
-
-    def new_connection_client(self) -> None:
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as c:
-                    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    data = b""
-                    while chunk := c.recv(4096):
-                        data += chunk
-                if not data.startswith(b"HTTP/1.1 200"):
-                    raise OSError("bad or empty response")
-                self.record(started, data)
-            except ConnectionRefusedError:
-                with self.lock:
-                    self.refused += 1
-                time.sleep(0.001)
-            except OSError:
-                with self.lock:
-                    self.failed += 1
-
-    def keep_alive_client(self) -> None:
-        conn: http.client.HTTPConnection | None = None
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", "/")
-                response = conn.getresponse()
-                body = response.read()
-                self.record(started, body)
-            except ConnectionRefusedError:
-                with self.lock:
-                    self.refused += 1
-                conn = None
-                time.sleep(0.001)
-            except (OSError, http.client.HTTPException):
-                with self.lock:
-                    self.failed_keep_alive += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-
-    def start(self) -> list[threading.Thread]:
-        threads = [threading.Thread(target=self.new_connection_client) for _ in range(2)]
-        threads.append(threading.Thread(target=self.keep_alive_client))
-        for t in threads:
-            t.start()
-        return threads
-
-    def first_new_answer(self, since: float, old_pids: set[int], timeout: float = 60) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for at, pid in self.answers:
-                    if at >= since and pid not in old_pids:
-                        return at - since
-            time.sleep(0.005)
-        raise SystemExit("no answer from a new worker within 60 s")
-
-    def pids_since(self, since: float) -> set[int]:
-        with self.lock:
-            return {pid for at, pid in self.answers if at >= since}
-
-
-def wait_serving(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.05)
-    raise SystemExit("the server did not come up")
 
 
 def start_granian(port: int) -> subprocess.Popen[bytes]:
@@ -175,7 +86,7 @@ def start_launcher(port: int, mode: str) -> subprocess.Popen[bytes]:
     )
 
 
-def scenario(name: str, restarts: int) -> dict[str, float]:
+def process_scenario(name: str, restarts: int) -> dict[str, float]:
     port = free_port()
     proc = (
         start_granian(port)
@@ -183,52 +94,91 @@ def scenario(name: str, restarts: int) -> dict[str, float]:
         else start_launcher(port, "stop-start" if name == "b" else "overlap")
     )
     wait_serving(port)
-    load = Load(port)
-    threads = load.start()
-    to_serving = []
+
+    def restart() -> None:
+        nonlocal proc
+        if name == "a":
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            proc = start_granian(port)
+        else:
+            proc.send_signal(signal.SIGHUP)
+
+    # Let each hand-off finish (overlap: the old child stops after the delay).
+    settle = READY_DELAY + 1.0 if name == "c" else 1.0
     try:
+        return measure(port, restarts, restart, settle)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def systemd_scenario(name: str, restarts: int) -> dict[str, float]:
+    from e2e.deploy import APP_DIR, TEST_VENV, AppTree, example
+    from e2e.nspawn import Container
+
+    units = (
+        {"granian.socket": example("granian.socket"), "granian.service": example("granian.service")}
+        if name == "d"
+        else {"granian.service": example("fdstore/granian.service")}
+    )
+    app = AppTree()
+    container = Container(
+        f"lfdb{os.getpid()}",
+        units,
+        binds=[(app.host, APP_DIR), TEST_VENV, Path(sys.base_prefix)],
+    )
+    try:
+        app.build()
+        container.boot()
+        container.systemctl("start", "granian.socket" if name == "d" else "granian.service")
+        wait_serving(SYSTEMD_PORT)
+
+        def restart() -> None:
+            container.systemctl("restart", "--no-block", "granian.service")
+
+        # settle: restarts at least SYSTEMD_SPACING apart (the start limit)
+        return measure(SYSTEMD_PORT, restarts, restart, SYSTEMD_SPACING)
+    finally:
+        container.shutdown()
+        app.remove()
+
+
+def measure(
+    port: int, restarts: int, restart: Callable[[], None], settle: float
+) -> dict[str, float]:
+    to_serving = []
+    with Load(port) as load:
         time.sleep(1.0)
         for _ in range(restarts):
             old = load.pids_since(time.monotonic() - 0.5)
             since = time.monotonic()
-            if name == "a":
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
-                proc = start_granian(port)
-            else:
-                proc.send_signal(signal.SIGHUP)
+            restart()
             to_serving.append(load.first_new_answer(since, old))
-            # Let the hand-off finish (overlap: the old child stops after the delay).
-            time.sleep(READY_DELAY + 1.0 if name == "c" else 1.0)
-    finally:
-        load.stop.set()
-        for t in threads:
-            t.join(timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    lat = sorted(load.latencies)
-    return {
-        "refused": load.refused / restarts,
-        "failed": load.failed / restarts,
-        "failed_ka": load.failed_keep_alive / restarts,
-        "requests": len(lat),
-        "p50": statistics.median(lat) * 1000,
-        "p99": lat[int(len(lat) * 0.99)] * 1000,
-        "max": lat[-1] * 1000,
-        "serving": statistics.median(to_serving) * 1000,
-    }
+            time.sleep(settle)
+    return {**load.summary(restarts), "serving": statistics.median(to_serving) * 1000}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--restarts", type=int, default=20)
+    parser.add_argument("--no-systemd", action="store_true", help="skip (d) and (e)")
     args = parser.parse_args()
     labels = {
         "a": "(a) Granian binds itself, stop then start",
         "b": "(b) `listenfd run --restart-mode stop-start`",
         "c": "(c) `listenfd run --restart-mode overlap`",
+        "d": "(d) systemd: granian.socket + granian.service, `systemctl restart`",
+        "e": "(e) systemd: fdstore/granian.service, `systemctl restart`",
     }
-    results = {name: scenario(name, args.restarts) for name in labels}
+    skipped = systemd_unavailable() if not args.no_systemd else "--no-systemd"
+    if skipped:
+        print(f"(d), (e) skipped: {skipped}", file=sys.stderr)
+        del labels["d"], labels["e"]
+    results = {
+        name: (systemd_scenario if name in "de" else process_scenario)(name, args.restarts)
+        for name in labels
+    }
     print(
         f"# bench/restart.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}; Granian 2 workers, {args.restarts} restarts each; "
@@ -247,6 +197,20 @@ def main() -> None:
             f"{r['requests']:.0f} | "
             f"{r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['serving']:.0f} |"
         )
+
+
+def systemd_unavailable() -> str | None:
+    from e2e.nspawn import unavailable
+
+    if reason := unavailable():
+        return reason
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", SYSTEMD_PORT))
+        except OSError:
+            return f"127.0.0.1:{SYSTEMD_PORT} (the example units' port) is in use"
+    return None
 
 
 if __name__ == "__main__":

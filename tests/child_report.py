@@ -47,6 +47,7 @@ def main() -> None:
                 "family_name": s.family.name,
                 "type": int(s.type),
                 "listening": s.listening,
+                "backlog": s.backlog,
                 "address": s.address if not isinstance(s.address, bytes) else repr(s.address),
                 "cloexec": bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC),
                 "repr": repr(s),

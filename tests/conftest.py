@@ -103,6 +103,17 @@ def free_port(family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.
         return port
 
 
+def has_pidfs() -> bool:
+    """Do pidfds of different processes have their own inode (pidfs, Linux 6.9+)?"""
+    mine = os.pidfd_open(os.getpid())
+    parent = os.pidfd_open(os.getppid())
+    try:
+        return os.fstat(mine).st_ino != os.fstat(parent).st_ino
+    finally:
+        os.close(mine)
+        os.close(parent)
+
+
 def python_env() -> dict[str, str]:
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("LISTEN_")]:

@@ -110,11 +110,13 @@ def start_activated(
     names: Sequence[str],
     argv: Sequence[str],
     extra_env: dict[str, str] | None = None,
+    listen_pid: str = "@PID@",
     **kw: Any,
 ) -> subprocess.Popen[str]:
-    """Start argv as systemd would, with `sockets` at fds 3.. (via the trampoline)."""
+    """Start argv as systemd would, with `sockets` at fds 3.. (via the trampoline);
+    `listen_pid` other than the server's own pid ("@PID@") plays a stale one."""
     slots: list[int | str] = [s.fileno() for s in sockets]
-    env = {"LISTEN_PID": "@PID@", "LISTEN_FDS": str(len(sockets))}
+    env = {"LISTEN_PID": listen_pid, "LISTEN_FDS": str(len(sockets))}
     if names:
         env["LISTEN_FDNAMES"] = ":".join(names)
     return subprocess.Popen(

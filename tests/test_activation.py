@@ -4,14 +4,13 @@ trampoline that behaves like systemd (LISTEN_PID = the server's own pid)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import pass_fds, report_cmd, run_report
+from conftest import has_pidfs, pass_fds, report_cmd, run_report
 
 ACTIVATED = {"LISTEN_PID": "@PID@"}
 
@@ -122,17 +121,6 @@ def test_allow_missing_pid_accepts_sockets_without_listen_pid(tcp4: socket.socke
     assert [s["fd"] for s in report["sockets"]] == [3]
 
 
-def _pidfs() -> bool:
-    """Do pidfds of different processes have their own inode (pidfs, Linux 6.9+)?"""
-    mine = os.pidfd_open(os.getpid())
-    parent = os.pidfd_open(os.getppid())
-    try:
-        return os.fstat(mine).st_ino != os.fstat(parent).st_ino
-    finally:
-        os.close(mine)
-        os.close(parent)
-
-
 def test_listen_pidfdid(tcp4: socket.socket) -> None:
     env = {**ACTIVATED, "LISTEN_FDS": "1", "LISTEN_PIDFDID": "@PIDFDID@"}
     assert len(run_report([tcp4.fileno()], env)["sockets"]) == 1
@@ -141,7 +129,7 @@ def test_listen_pidfdid(tcp4: socket.socket) -> None:
     # A pidfd id that is not ours means the sockets were for an earlier
     # process that had our pid; without pidfs the id cannot be read and
     # the variable is ignored, as libsystemd does.
-    assert len(stale) == (0 if _pidfs() else 1)
+    assert len(stale) == (0 if has_pidfs() else 1)
 
 
 BAD_INPUT = [

@@ -1,0 +1,47 @@
+"""Every benchmark, one after the other, each printing its table:
+
+    python bench/all.py [--quick]
+
+the figures of the README's "Numbers" section, with the arguments used there
+(--quick: fewer rounds, for a look rather than for the README). Runs about
+10 minutes on 2 cpus; the restart bench's systemd scenarios need root and
+systemd-nspawn and are skipped, with the reason, otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+BENCHES = [
+    # (script, README arguments, quick arguments)
+    ("claim.py", ["--rounds", "31"], ["--rounds", "5"]),
+    ("startup_hook.py", ["--runs", "400"], ["--runs", "60"]),
+    ("throughput.py", ["--rounds", "7"], ["--rounds", "2", "--seconds", "2"]),
+    ("restart.py", ["--restarts", "20"], ["--restarts", "3"]),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    failed = []
+    for script, full, quick in BENCHES:
+        argv = [sys.executable, str(HERE / script), *(quick if args.quick else full)]
+        print(f"\n## python bench/{script} {' '.join(argv[2:])}\n", flush=True)
+        started = time.monotonic()
+        if subprocess.run(argv).returncode != 0:
+            failed.append(script)
+        print(f"\n({time.monotonic() - started:.0f} s)", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
