@@ -1,4 +1,4 @@
-"""Restarting Granian under load, five ways, side by side in one run.
+"""Restarting Granian under load, seven ways, side by side in one run.
 
     python bench/restart.py [--restarts N] [--no-systemd]
 
@@ -12,6 +12,8 @@
     examples/systemd/granian.socket + granian.service, `systemctl restart`;
 (e) the same systemd with examples/systemd/fdstore/granian.service (no socket
     unit, the socket kept in the FD store).
+(f) `granian --reload` (Granian's own reloader) and (g) `listenfd run --watch`
+    (overlap), both restarted by editing the app's file: the dev loop.
 (d) and (e) need root and systemd-nspawn (skipped with the reason otherwise),
 use the example units' port 8000, and space restarts 2.5 s apart (systemd's
 default start limit is 5 starts in 10 s).
@@ -28,11 +30,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +117,36 @@ def process_scenario(name: str, restarts: int) -> dict[str, float]:
         proc.wait(timeout=60)
 
 
+def edit_scenario(name: str, restarts: int) -> dict[str, float]:
+    """The dev loop: a file edit restarts the server."""
+    with tempfile.TemporaryDirectory() as d:
+        app = Path(d) / "hello.py"
+        shutil.copy(APPS / "hello.py", app)
+        port = free_port()
+        if name == "f":
+            argv = [str(BIN / "granian"), "--port", str(port), "--reload", *GRANIAN_ARGS]
+        else:
+            argv = [
+                *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", "--watch", d],
+                *["--", str(BIN / "granian"), "--systemd-socket", *GRANIAN_ARGS],
+            ]
+        proc = subprocess.Popen(argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_serving(port)
+        edits = 0
+
+        def restart() -> None:
+            nonlocal edits
+            edits += 1
+            with app.open("a") as f:
+                f.write(f"# edit {edits}\n")
+
+        try:
+            return measure(port, restarts, restart, 2.0)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
 def systemd_scenario(name: str, restarts: int) -> dict[str, float]:
     from e2e.deploy import APP_DIR, TEST_VENV, AppTree, example
     from e2e.nspawn import Container
@@ -170,15 +204,15 @@ def main() -> None:
         "c": "(c) `listenfd run --restart-mode overlap`",
         "d": "(d) systemd: granian.socket + granian.service, `systemctl restart`",
         "e": "(e) systemd: fdstore/granian.service, `systemctl restart`",
+        "f": "(f) `granian --reload`, a file edit",
+        "g": "(g) `listenfd run --watch`, a file edit",
     }
     skipped = systemd_unavailable() if not args.no_systemd else "--no-systemd"
     if skipped:
         print(f"(d), (e) skipped: {skipped}", file=sys.stderr)
         del labels["d"], labels["e"]
-    results = {
-        name: (systemd_scenario if name in "de" else process_scenario)(name, args.restarts)
-        for name in labels
-    }
+    run = {"d": systemd_scenario, "e": systemd_scenario, "f": edit_scenario, "g": edit_scenario}
+    results = {name: run.get(name, process_scenario)(name, args.restarts) for name in labels}
     print(
         f"# bench/restart.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}; Granian 2 workers, {args.restarts} restarts each; "

@@ -68,6 +68,7 @@ def main() -> None:
                     conn.close()
                     served.append(s.fd)
             report["served"] = served
+    report["notify_socket"] = os.environ.get("NOTIFY_SOCKET")
     report["os_environ"] = {v: os.environ[v] for v in VARS if v in os.environ}
     report["c_environ"] = c_environ()
     report["fds_after"] = open_fds()

@@ -62,6 +62,9 @@ def test_direct_child_names_and_backlog() -> None:
     # others' SYNs (clients retry after a second or more).
     assert sockets(theirs) == [(3, "unknown", 1)]
     assert sockets(ours) == [(3, "web", SOMAXCONN)]
+    # Only listenfd run listens for sd_notify (READY=1 drives its hand-off).
+    assert theirs["notify_socket"] is None
+    assert ours["notify_socket"].startswith("@listenfd/")
 
 
 def test_behind_a_watcher() -> None:
