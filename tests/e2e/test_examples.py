@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import REPORT, free_port
 
-from e2e.deploy import APP_DIR, TEST_VENV, AppTree, example, unit_value
+from e2e.deploy import APP_DIR, EXAMPLES, TEST_VENV, AppTree, example, unit_value
 from e2e.loadgen import Load, wait_serving
 from e2e.nspawn import Container, unavailable
 
@@ -35,6 +37,24 @@ SERVICE = example("granian.service")
 HOST, _, PORT_TEXT = unit_value(SOCKET, "ListenStream").rpartition(":")
 PORT = int(PORT_TEXT)
 RESTART_SPACING = 2.5
+JOURNAL_LINES = [
+    f"--systemd-socket: using fd 3 'web' ({HOST}:{PORT}, backlog 4096) because its name is 'web'",
+    f"Listening at: http://{HOST}:{PORT} (fd 3 'web', from systemd)",
+]
+NGINX_SITE = example("nginx/granian.conf")
+NGINX_PORT = int(re.findall(r"^\s*listen (\d+);", NGINX_SITE, re.M)[0])
+# The host's nginx (Debian package) runs in the container with this main
+# config around the example site, which it includes unchanged.
+NGINX_CONF = """user www-data;
+pid /run/nginx.pid;
+error_log stderr;
+events {}
+http {
+    access_log off;
+    include /etc/nginx/conf.d/granian.conf;
+}
+"""
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 GRANIAN_BACKLOG = 1024  # granian --backlog default
 
 # The "before" picture: the same service as people run Granian without socket
@@ -63,6 +83,9 @@ def systemd() -> Iterator[Container]:
     if not port_is_free(PORT):
         pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")
     app = AppTree()
+    nginx_conf = Path(tempfile.mkdtemp(prefix="listenfd-nginx-")) / "nginx.conf"
+    nginx_conf.write_text(NGINX_CONF)
+    nginx_conf.parent.chmod(0o755)
     container = Container(
         f"lfdx{os.getpid()}",
         {
@@ -70,7 +93,13 @@ def systemd() -> Iterator[Container]:
             "granian.service": SERVICE,
             "granian-self.service": SELF_BOUND_SERVICE,
         },
-        binds=[(app.host, APP_DIR), TEST_VENV, Path(sys.base_prefix)],
+        binds=[
+            (app.host, APP_DIR),
+            TEST_VENV,
+            Path(sys.base_prefix),
+            (nginx_conf, Path("/etc/nginx/nginx.conf")),
+            (EXAMPLES / "nginx" / "granian.conf", Path("/etc/nginx/conf.d/granian.conf")),
+        ],
     )
     container.app = app  # type: ignore[attr-defined]
     try:
@@ -80,14 +109,15 @@ def systemd() -> Iterator[Container]:
     finally:
         container.shutdown()
         app.remove()
+        shutil.rmtree(nginx_conf.parent)
     assert port_is_free(PORT), "something still listens after the container stopped"
 
 
-def get(path: str = "/", timeout: float = 30, unix: Path | None = None) -> str:
+def get(path: str = "/", timeout: float = 30, unix: Path | None = None, port: int = PORT) -> str:
     family = socket.AF_UNIX if unix else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as c:
         c.settimeout(timeout)
-        c.connect(str(unix) if unix else (HOST, PORT))
+        c.connect(str(unix) if unix else (HOST, port))
         c.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
         data = b""
         while chunk := c.recv(4096):
@@ -152,6 +182,12 @@ def test_first_connection_starts_the_service(systemd: Container) -> None:
     backlog = min(int(unit_value(SOCKET, "Backlog")), somaxconn)
     assert backlog != min(GRANIAN_BACKLOG, somaxconn), "cannot tell Backlog= from Granian's"
     assert int(listener.split()[2]) == backlog, f"Backlog= lost: {listener}"
+    # The lines docs/deployment.md tells a deployer to look for.
+    journal = systemd.journal("granian.service")
+    guide = (EXAMPLES.parent.parent / "docs" / "deployment.md").read_text()
+    for line in JOURNAL_LINES:
+        assert line in journal, journal
+        assert line in guide
 
 
 def test_reload_respawns_the_workers_through_a_reloading_state(systemd: Container) -> None:
@@ -283,6 +319,39 @@ def test_unix_socket_for_nginx_and_a_second_named_socket(systemd: Container) -> 
         systemd.install("granian.socket", SOCKET)
         systemd.remove("granian-other.socket")
         systemd.systemctl("daemon-reload")
+
+
+def test_nginx_in_front_of_the_unix_socket(systemd: Container) -> None:
+    if not Path(NGINX).exists():
+        if os.environ.get("CI"):
+            pytest.fail("nginx is missing (.ci/run installs it)")
+        pytest.skip("nginx is not installed (Debian's nginx)")
+    if not port_is_free(NGINX_PORT):
+        pytest.fail(f"port {NGINX_PORT} (listen of examples/systemd/nginx/granian.conf) is in use")
+    systemd.systemctl("stop", "granian.service", "granian.socket")
+    systemd.install("granian.socket", example("nginx/granian.socket"))
+    systemd.systemctl("daemon-reload")
+    systemd.systemctl("start", "granian.socket")
+    # Debian's nginx.service, with the paths the package would have created.
+    systemd.run("mkdir", "-p", "/var/lib/nginx", "/var/log/nginx")
+    systemd.systemctl("start", "nginx.service")
+    restarts = Restarts(systemd, "granian.service")
+    try:
+        # nginx (as www-data, through SocketMode=0660) starts Granian.
+        assert field(get(port=NGINX_PORT), "uid") == "33"
+        restarts.last = time.monotonic()
+        with Load(NGINX_PORT) as load:
+            time.sleep(0.5)
+            for _ in range(5):
+                restarts()
+            time.sleep(0.5)
+    finally:
+        systemd.systemctl("stop", "nginx.service", "granian.service", "granian.socket")
+        systemd.install("granian.socket", SOCKET)
+        systemd.systemctl("daemon-reload")
+    report("nginx -> unix socket unit, 5 x systemctl restart (failed = 502)", load, restarts)
+    assert load.refused == 0
+    assert load.ok > 0
 
 
 def test_fd_store_service_without_a_socket_unit(systemd: Container) -> None:
