@@ -81,7 +81,7 @@ def py_from_systemd(unset_env: bool = True) -> list[PySocket]:
             if len(name) > 255 or ":" in name or not name.isascii() or not name.isprintable():
                 raise ValueError(f"invalid name {name!r}")
         result = []
-        for fd, name in zip(range(first, first + count), names):
+        for fd, name in zip(range(first, first + count), names, strict=True):
             flags = fcntl.fcntl(fd, fcntl.F_GETFD)
             if not stat.S_ISSOCK(os.fstat(fd).st_mode):
                 raise ValueError(f"fd {fd} is not a socket")

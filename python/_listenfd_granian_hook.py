@@ -5,8 +5,10 @@ called from the import line of `listenfd-granian.pth` (Python <= 3.14) or, by
 PEP 829, from `listenfd-granian.start` (Python >= 3.15, which then skips the
 .pth import line). The .pth line imports this module only in interpreters whose
 command line names granian (`granian ...`, `python -m granian`, a `-c` that
-imports it; `sys.orig_argv`, Python >= 3.10), so every other Python start
-pays just for that one line.
+imports it: `sys.orig_argv`), so every other Python start pays just for that
+one line, which is written for a cheap compile (site compiles it on every
+start, twice in a virtual environment): a `%` format, no calls before the
+test.
 
 Nothing is imported beyond what `site` already loaded (annotations are strings).
 LISTENFD_NO_GRANIAN_HOOK=1 turns it off.

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pytest
 
@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 TRAMPOLINE = HERE / "trampoline.py"
 CHILD_REPORT = HERE / "child_report.py"
 
-Slot = Union[int, str]
+Slot = int | str
 
 
 def trampoline_cmd(slots: Sequence[Slot], env: dict[str, str], argv: Sequence[str]) -> list[str]:

@@ -12,13 +12,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from conftest import pass_fds, python_env, trampoline_cmd
 
 APPS = Path(__file__).resolve().parent / "apps"
 GRANIAN = str(Path(sys.executable).with_name("granian"))
-Target = Union[tuple[str, int], str]
+Target = tuple[str, int] | str
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -16,15 +16,15 @@ import re
 import socket
 import threading
 from collections.abc import Sequence
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
 
 logger = logging.getLogger("listenfd")
 
 TcpAddress = tuple[str, int]
-Address = Union[TcpAddress, str]
-AddressLike = Union[TcpAddress, str, "os.PathLike[str]"]
+Address = TcpAddress | str
+AddressLike = TcpAddress | str | os.PathLike[str]
 
 _V6_PORT = re.compile(r"\[([^\]]*)\]:(\d+)")
 _HOST_PORT = re.compile(r"([^/:\[\]]*):(\d+)")

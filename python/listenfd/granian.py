@@ -23,7 +23,8 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import granian
 from granian.errors import FatalError

@@ -11,7 +11,6 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 
 def unavailable() -> str | None:
@@ -30,7 +29,7 @@ def unavailable() -> str | None:
     return None
 
 
-Bind = Union[Path, tuple[Path, Path]]  # a host path at the same path, or (host, container)
+Bind = Path | tuple[Path, Path]  # a host path at the same path, or (host, container)
 
 
 class Container:
