@@ -79,10 +79,20 @@ def port_is_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def systemd() -> Iterator[Container]:
+def app() -> Iterator[AppTree]:
+    """/srv/app on the host side."""
+    tree = AppTree()
+    try:
+        tree.build()
+        yield tree
+    finally:
+        tree.remove()
+
+
+@pytest.fixture(scope="module")
+def systemd(app: AppTree) -> Iterator[Container]:
     if not port_is_free(PORT):
         pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")
-    app = AppTree()
     nginx_conf = Path(tempfile.mkdtemp(prefix="listenfd-nginx-")) / "nginx.conf"
     nginx_conf.write_text(NGINX_CONF)
     nginx_conf.parent.chmod(0o755)
@@ -101,14 +111,11 @@ def systemd() -> Iterator[Container]:
             (EXAMPLES / "nginx" / "granian.conf", Path("/etc/nginx/conf.d/granian.conf")),
         ],
     )
-    container.app = app  # type: ignore[attr-defined]
     try:
-        app.build()
         container.boot()
         yield container
     finally:
         container.shutdown()
-        app.remove()
         shutil.rmtree(nginx_conf.parent)
     assert port_is_free(PORT), "something still listens after the container stopped"
 
@@ -231,13 +238,12 @@ def test_ten_restarts_under_load_refuse_nothing(systemd: Container) -> None:
 
 
 def test_environment_change_and_upgraded_package_are_live_after_restart(
-    systemd: Container,
+    systemd: Container, app: AppTree
 ) -> None:
     before = get()
     assert field(before, "release") == "-"
     assert field(before, "greeting") == "1.0"
     restarts = Restarts(systemd, "granian.service")
-    app: AppTree = systemd.app  # type: ignore[attr-defined]
     with Load(PORT) as load:
         # An Environment= drop-in, as `systemctl edit granian` writes it.
         systemd.install("granian.service.d/release.conf", "[Service]\nEnvironment=APP_RELEASE=2\n")
