@@ -5,9 +5,10 @@ what that import costs a Granian process is reported too.)
 
     python bench/startup_hook.py [--runs N]
 
-Two throw-away virtual environments see the same packages (a path entry to
-this environment's site-packages) and the same other .pth files; only one of
-them also has listenfd-granian.pth.
+Throw-away virtual environments see the same packages (a path entry to this
+environment's site-packages) and the same other .pth files; one also has
+listenfd-granian.pth, and two yardsticks have an empty .pth file or one with
+just `import sys` (what any .pth file, or any .pth import line, costs here).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from pathlib import Path
 PTH = "listenfd-granian.pth"
 
 
-def make_env(root: Path, site_packages: str, with_hook: bool) -> Path:
+def make_env(root: Path, site_packages: str, extra_pth: str | None) -> Path:
+    """A venv seeing `site_packages`; `extra_pth`: the installed hook's .pth
+    (PTH), the text of another .pth file to add, or None."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
     python = root / "bin" / "python"
     target = Path(
@@ -48,8 +51,10 @@ def make_env(root: Path, site_packages: str, with_hook: bool) -> Path:
     for other in Path(site_packages).glob("*.pth"):
         if other.name != PTH:
             shutil.copy(other, target / other.name)
-    if with_hook:
+    if extra_pth == PTH:
         shutil.copy(Path(site_packages) / PTH, target / PTH)
+    elif extra_pth is not None:
+        (target / "zz-yardstick.pth").write_text(extra_pth)
     return python
 
 
@@ -121,16 +126,18 @@ def main() -> None:
     if not (Path(site_packages) / PTH).exists():
         raise SystemExit(f"{PTH} is not installed in {site_packages}: pip install . first")
     with tempfile.TemporaryDirectory() as tmp:
-        without = make_env(Path(tmp) / "without", site_packages, False)
-        with_hook = make_env(Path(tmp) / "with", site_packages, True)
-        for python in (without, with_hook):  # warm the page cache
+        without = make_env(Path(tmp) / "without", site_packages, None)
+        with_hook = make_env(Path(tmp) / "with", site_packages, PTH)
+        # Yardsticks for what any .pth file costs (same loop, same noise).
+        empty = make_env(Path(tmp) / "empty", site_packages, "")
+        bare = make_env(Path(tmp) / "bare", site_packages, "import sys\n")
+        envs = [without, with_hook, empty, bare]
+        for python in envs:  # warm the page cache
             time_once(python)
-        a, b = [], []
+        runs: list[list[float]] = [[] for _ in envs]
         for i in range(args.runs):
-            pair = [(a, without), (b, with_hook)]
-            if i % 2:
-                pair.reverse()
-            for sink, python in pair:
+            order = list(zip(runs, envs, strict=True))
+            for sink, python in order[i % len(order) :] + order[: i % len(order)]:
                 sink.append(time_once(python))
         # The probe's command line names granian (in the attribute it looks
         # for), so the .pth line loads the hook where it is installed.
@@ -144,7 +151,7 @@ def main() -> None:
     if installed != ["False", "True"]:
         raise SystemExit(f"expected the finder only in the 'with' environment, got {installed}")
     line_us = time_pth_line(Path(site_packages) / PTH)
-    med_a, med_b = statistics.median(a), statistics.median(b)
+    med_a, med_b, med_empty, med_bare = (statistics.median(r) for r in runs)
     print(
         f"# bench/startup_hook.py on {platform.machine()}, {os.cpu_count()} cpus, "
         f"Python {platform.python_version()}; {args.runs} interleaved runs each"
@@ -155,6 +162,8 @@ def main() -> None:
     print(f"| without the hook | {med_a:.2f} ms |")
     print(f"| with listenfd-granian.pth | {med_b:.2f} ms |")
     print(f"| difference | {med_b - med_a:+.3f} ms |")
+    print(f"| for scale: an empty .pth file instead | {med_empty - med_a:+.3f} ms |")
+    print(f"| for scale: a .pth with just `import sys` | {med_bare - med_a:+.3f} ms |")
     print()
     ia, ib = instructions
     if ia is not None and ib is not None:
