@@ -37,8 +37,11 @@ SERVICE = example("granian.service")
 HOST, _, PORT_TEXT = unit_value(SOCKET, "ListenStream").rpartition(":")
 PORT = int(PORT_TEXT)
 RESTART_SPACING = 2.5
+SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())
+BACKLOG = min(int(unit_value(SOCKET, "Backlog")), SOMAXCONN)  # what the kernel keeps
 JOURNAL_LINES = [
-    f"--systemd-socket: using fd 3 'web' ({HOST}:{PORT}, backlog 4096) because its name is 'web'",
+    f"--systemd-socket: using fd 3 'web' ({HOST}:{PORT}, backlog {BACKLOG}) "
+    "because its name is 'web'",
     f"Listening at: http://{HOST}:{PORT} (fd 3 'web', from systemd)",
 ]
 NGINX_SITE = example("nginx/granian.conf")
@@ -65,6 +68,8 @@ SELF_BOUND_SERVICE = (
     .replace("Type=notify\n", "Type=simple\n")
     .replace("--systemd-socket-name web", f"--host {HOST} --port {PORT}")
 )
+assert "granian.socket" not in SELF_BOUND_SERVICE, "the example service changed: update this"
+assert "--systemd-socket-name" not in SELF_BOUND_SERVICE, "the example service changed: update this"
 
 
 def port_is_free(port: int) -> bool:
@@ -185,10 +190,8 @@ def test_first_connection_starts_the_service(systemd: Container) -> None:
         f"Listening at {HOST}:{PORT} (fd 3 'web', from systemd)"
     )
     (listener,) = listeners(PORT)  # Granian bound nothing of its own
-    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
-    backlog = min(int(unit_value(SOCKET, "Backlog")), somaxconn)
-    assert backlog != min(GRANIAN_BACKLOG, somaxconn), "cannot tell Backlog= from Granian's"
-    assert int(listener.split()[2]) == backlog, f"Backlog= lost: {listener}"
+    assert min(GRANIAN_BACKLOG, SOMAXCONN) != BACKLOG, "cannot tell Backlog= from Granian's"
+    assert int(listener.split()[2]) == BACKLOG, f"Backlog= lost: {listener}"
     # The lines docs/deployment.md tells a deployer to look for.
     journal = systemd.journal("granian.service")
     guide = (EXAMPLES.parent.parent / "docs" / "deployment.md").read_text()
