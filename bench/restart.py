@@ -148,7 +148,7 @@ def edit_scenario(name: str, restarts: int) -> dict[str, float]:
 
 
 def systemd_scenario(name: str, restarts: int) -> dict[str, float]:
-    from e2e.deploy import APP_DIR, TEST_VENV, AppTree, example
+    from e2e.deploy import AppTree, example
     from e2e.nspawn import Container
 
     units = (
@@ -160,7 +160,7 @@ def systemd_scenario(name: str, restarts: int) -> dict[str, float]:
     container = Container(
         f"lfdb{os.getpid()}",
         units,
-        binds=[(app.host, APP_DIR), TEST_VENV, Path(sys.base_prefix)],
+        binds=app.binds(),
     )
     try:
         app.build()
@@ -234,16 +234,13 @@ def main() -> None:
 
 
 def systemd_unavailable() -> str | None:
+    from e2e.deploy import port_is_free
     from e2e.nspawn import unavailable
 
     if reason := unavailable():
         return reason
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", SYSTEMD_PORT))
-        except OSError:
-            return f"127.0.0.1:{SYSTEMD_PORT} (the example units' port) is in use"
+    if not port_is_free(SYSTEMD_PORT):
+        return f"127.0.0.1:{SYSTEMD_PORT} (the example units' port) is in use"
     return None
 
 

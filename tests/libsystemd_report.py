@@ -1,7 +1,7 @@
 """What libsystemd makes of the passed fds: run by Debian's /usr/bin/python3
 with python3-systemd (systemd-python), whose listen_fds_with_names() calls
 sd_listen_fds_with_names(unset_environment=1). Prints a JSON report shaped like
-child_report.py's."""
+child_report.py's (the same keys, where both have them)."""
 
 import ctypes
 import json
@@ -18,7 +18,7 @@ try:
 except OSError as exc:
     report["error"] = exc.errno
 else:
-    report["sockets"] = [[fd, name] for fd, name in sorted(names.items())]
+    report["sockets"] = [{"fd": fd, "name": name} for fd, name in sorted(names.items())]
 # libsystemd unsets in the C environment (os.environ is a snapshot).
 report["c_environ"] = {v: libc.getenv(v.encode()).decode() for v in VARS if libc.getenv(v.encode())}
 print(json.dumps(report))

@@ -133,9 +133,7 @@ CASES: list[tuple[str, list[Any], dict[str, str], Any, Any]] = [
 def outcome(report: dict[str, Any]) -> Any:
     if "error" in report:
         return ERROR
-    return [
-        [s[0], s[1]] if isinstance(s, list) else [s["fd"], s["name"]] for s in report["sockets"]
-    ]
+    return [[s["fd"], s["name"]] for s in report["sockets"]]
 
 
 def run(cmd: list[str], slots: list[Any]) -> dict[str, Any]:

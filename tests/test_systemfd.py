@@ -29,23 +29,22 @@ SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())
 def launch(launcher: list[str], child: list[str]) -> dict[str, Any]:
     """The receiver's report; then stop the launcher (`listenfd run` would
     restart a child that exits)."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # closes the pipe and reaps the launcher
         [*launcher, "--", *child],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env=python_env(),
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("{"):
-                report: dict[str, Any] = json.loads(line)
-                return report
-        raise AssertionError(f"no report; exit status {proc.wait()}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    report: dict[str, Any] = json.loads(line)
+                    return report
+            raise AssertionError(f"no report; exit status {proc.wait()}")
+        finally:
+            proc.terminate()
 
 
 def sockets(report: dict[str, Any]) -> list[tuple[int, str, int | None]]:

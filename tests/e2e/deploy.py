@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,11 +35,30 @@ def unit_value(text: str, key: str) -> str:
     return value
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can a server bind host:port? (As servers bind: SO_REUSEADDR, so
+    connections in TIME_WAIT from an earlier run do not count.)"""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class AppTree:
     def __init__(self) -> None:
         self.host = Path(tempfile.mkdtemp(prefix="listenfd-srv-app-"))
         self.host.chmod(0o755)  # read by User=www-data
         self.venv = self.host / ".venv"
+
+    def binds(self) -> list[tuple[Path, Path]]:
+        """What the container needs bound, as (host, container) paths: the
+        tree at /srv/app, and (at their own paths) the test venv its .pth
+        reaches and the Python both are built on."""
+        base = Path(sys.base_prefix)
+        return [(self.host, APP_DIR), (TEST_VENV, TEST_VENV), (base, base)]
 
     def build(self) -> None:
         shutil.copy(HERE / "app.py", self.host / "app.py")

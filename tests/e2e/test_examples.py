@@ -8,23 +8,23 @@ would. Measured figures go to the end of pytest's output."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import re
 import shutil
-import socket
 import stat
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from conftest import REPORT, free_port
+from granian_helpers import get, listeners
 
-from e2e.deploy import APP_DIR, EXAMPLES, TEST_VENV, AppTree, example, unit_value
+from e2e.deploy import EXAMPLES, AppTree, example, port_is_free, unit_value
 from e2e.loadgen import Load, wait_serving
 from e2e.nspawn import Container, unavailable
 
@@ -36,6 +36,7 @@ SOCKET = example("granian.socket")
 SERVICE = example("granian.service")
 HOST, _, PORT_TEXT = unit_value(SOCKET, "ListenStream").rpartition(":")
 PORT = int(PORT_TEXT)
+TARGET = (HOST, PORT)
 RESTART_SPACING = 2.5
 SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())
 BACKLOG = min(int(unit_value(SOCKET, "Backlog")), SOMAXCONN)  # what the kernel keeps
@@ -72,17 +73,6 @@ assert "granian.socket" not in SELF_BOUND_SERVICE, "the example service changed:
 assert "--systemd-socket-name" not in SELF_BOUND_SERVICE, "the example service changed: update this"
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        # as servers bind: connections in TIME_WAIT from an earlier run do not count
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppTree]:
     """/srv/app on the host side."""
@@ -96,7 +86,7 @@ def app() -> Iterator[AppTree]:
 
 @pytest.fixture(scope="module")
 def systemd(app: AppTree) -> Iterator[Container]:
-    if not port_is_free(PORT):
+    if not port_is_free(PORT, HOST):
         pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")
     nginx_conf = Path(tempfile.mkdtemp(prefix="listenfd-nginx-")) / "nginx.conf"
     nginx_conf.write_text(NGINX_CONF)
@@ -109,9 +99,7 @@ def systemd(app: AppTree) -> Iterator[Container]:
             "granian-self.service": SELF_BOUND_SERVICE,
         },
         binds=[
-            (app.host, APP_DIR),
-            TEST_VENV,
-            Path(sys.base_prefix),
+            *app.binds(),
             (nginx_conf, Path("/etc/nginx/nginx.conf")),
             (EXAMPLES / "nginx" / "granian.conf", Path("/etc/nginx/conf.d/granian.conf")),
         ],
@@ -122,33 +110,12 @@ def systemd(app: AppTree) -> Iterator[Container]:
     finally:
         container.shutdown()
         shutil.rmtree(nginx_conf.parent)
-    assert port_is_free(PORT), "something still listens after the container stopped"
-
-
-def get(path: str = "/", timeout: float = 30, unix: Path | None = None, port: int = PORT) -> str:
-    family = socket.AF_UNIX if unix else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as c:
-        c.settimeout(timeout)
-        c.connect(str(unix) if unix else (HOST, port))
-        c.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-        data = b""
-        while chunk := c.recv(4096):
-            data += chunk
-    head, _, body = data.decode().partition("\r\n\r\n")
-    assert head.split(" ", 2)[1] == "200", data
-    return body
+    assert port_is_free(PORT, HOST), "something still listens after the container stopped"
 
 
 def field(body: str, name: str) -> str:
     words = body.split()
     return words[words.index(name) + 1]
-
-
-def listeners(port: int) -> list[str]:
-    out = subprocess.run(
-        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
-    ).stdout
-    return [ln for ln in out.splitlines() if ln.strip()]
 
 
 class Restarts:
@@ -168,6 +135,50 @@ class Restarts:
         self.durations.append(time.monotonic() - self.last)
 
 
+def restarts_under_load(
+    restarts: Restarts, port: int, n: int, after_each: Callable[[], object] = lambda: None
+) -> Load:
+    with Load(port) as load:
+        time.sleep(0.5)
+        for _ in range(n):
+            restarts()
+            after_each()
+        time.sleep(0.5)
+    return load
+
+
+EXAMPLE_UNITS = {"granian.socket": SOCKET, "granian.service": SERVICE}
+
+
+@contextlib.contextmanager
+def units_swapped(
+    systemd: Container,
+    install: dict[str, str],
+    remove: Sequence[str] = (),
+    also_stop: Sequence[str] = (),
+) -> Iterator[None]:
+    """For one test: Granian stopped, `install` in place (over the example
+    units or beside them), `remove` gone; afterwards everything touched
+    stopped and the example units back, as the next test expects them."""
+    systemd.systemctl("stop", "granian.service", "granian.socket")
+    for unit, text in install.items():
+        systemd.install(unit, text)
+    for unit in remove:
+        systemd.remove(unit)
+    systemd.systemctl("daemon-reload")
+    try:
+        yield
+    finally:
+        touched = dict.fromkeys(["granian.service", "granian.socket", *install, *also_stop])
+        systemd.systemctl("stop", *(u for u in touched if u not in remove))
+        for unit in [*install, *remove]:
+            if unit in EXAMPLE_UNITS:
+                systemd.install(unit, EXAMPLE_UNITS[unit])
+            else:
+                systemd.remove(unit)
+        systemd.systemctl("daemon-reload")
+
+
 def report(what: str, load: Load, restarts: Restarts) -> None:
     n = len(restarts.durations)
     s = load.summary(n)
@@ -183,13 +194,13 @@ def report(what: str, load: Load, restarts: Restarts) -> None:
 def test_first_connection_starts_the_service(systemd: Container) -> None:
     systemd.systemctl("start", "granian.socket")
     assert systemd.show("granian.service", "ActiveState") == "inactive"
-    body = get()  # waits in the socket's queue while systemd starts Granian
+    body = get(TARGET, timeout=30)  # waits in the socket's queue while systemd starts Granian
     assert systemd.show("granian.service", "ActiveState") == "active"
     assert field(body, "uid") == "33", "User=www-data"
     assert systemd.show("granian.service", "StatusText").startswith(
         f"Listening at {HOST}:{PORT} (fd 3 'web', from systemd)"
     )
-    (listener,) = listeners(PORT)  # Granian bound nothing of its own
+    (listener,) = listeners(port=PORT)  # Granian bound nothing of its own
     assert min(GRANIAN_BACKLOG, SOMAXCONN) != BACKLOG, "cannot tell Backlog= from Granian's"
     assert int(listener.split()[2]) == BACKLOG, f"Backlog= lost: {listener}"
     # The lines docs/deployment.md tells a deployer to look for.
@@ -201,7 +212,7 @@ def test_first_connection_starts_the_service(systemd: Container) -> None:
 
 
 def test_reload_respawns_the_workers_through_a_reloading_state(systemd: Container) -> None:
-    old = field(get(), "pid")
+    old = field(get(TARGET), "pid")
     main_pid = systemd.show("granian.service", "MainPID")
     # ExecReload=kill -HUP: Granian respawns its workers; RELOADING=1 keeps the
     # unit in 'reloading' until the new workers loaded the app and sent READY=1.
@@ -218,32 +229,29 @@ def test_reload_respawns_the_workers_through_a_reloading_state(systemd: Containe
     assert systemd.show("granian.service", "ActiveState") == "active"
     assert systemd.show("granian.service", "MainPID") == main_pid
     deadline = time.monotonic() + 30
-    while field(get(), "pid") == old and time.monotonic() < deadline:
+    while field(get(TARGET), "pid") == old and time.monotonic() < deadline:
         time.sleep(0.05)  # both workers were replaced; the queue may still reach an old one
-    assert field(get(), "pid") != old
+    assert field(get(TARGET), "pid") != old
 
 
 def test_ten_restarts_under_load_refuse_nothing(systemd: Container) -> None:
-    get()
+    get(TARGET)
     restarts = Restarts(systemd, "granian.service")
     main_pids = {systemd.show("granian.service", "MainPID")}
-    with Load(PORT) as load:
-        time.sleep(0.5)
-        for _ in range(10):
-            restarts()
-            main_pids.add(systemd.show("granian.service", "MainPID"))
-        time.sleep(0.5)
+    load = restarts_under_load(
+        restarts, PORT, 10, lambda: main_pids.add(systemd.show("granian.service", "MainPID"))
+    )
     report("socket unit, 10 x systemctl restart", load, restarts)
     assert len(main_pids) == 11, "every restart started a new Granian"
     assert load.refused == 0, load.summary(10)
     assert load.ok > 100, load.summary(10)
-    (_,) = listeners(PORT)
+    (_,) = listeners(port=PORT)
 
 
 def test_environment_change_and_upgraded_package_are_live_after_restart(
     systemd: Container, app: AppTree
 ) -> None:
-    before = get()
+    before = get(TARGET)
     assert field(before, "release") == "-"
     assert field(before, "greeting") == "1.0"
     restarts = Restarts(systemd, "granian.service")
@@ -252,12 +260,12 @@ def test_environment_change_and_upgraded_package_are_live_after_restart(
         systemd.install("granian.service.d/release.conf", "[Service]\nEnvironment=APP_RELEASE=2\n")
         systemd.systemctl("daemon-reload")
         restarts()
-        assert field(get(), "release") == "2"
+        assert field(get(TARGET), "release") == "2"
         # A new release of a dependency, pip-installed into the service's venv.
         app.install_greeting("2.0")
-        assert field(get(), "greeting") == "1.0", "the running Granian keeps what it imported"
+        assert field(get(TARGET), "greeting") == "1.0", "the running Granian keeps what it imported"
         restarts()
-        after = get()
+        after = get(TARGET)
         time.sleep(0.5)
     report("socket unit, Environment= drop-in + package upgrade", load, restarts)
     assert field(after, "greeting") == "2.0"
@@ -267,13 +275,13 @@ def test_environment_change_and_upgraded_package_are_live_after_restart(
 
 
 def test_request_in_flight_during_restart_completes(systemd: Container) -> None:
-    get()
+    get(TARGET)
     result: dict[str, object] = {}
 
     def slow() -> None:
         try:
-            result["body"] = get("/slow/3", timeout=60)
-        except (OSError, AssertionError) as exc:
+            result["body"] = get(TARGET, "/slow/3", timeout=60)
+        except (OSError, http.client.HTTPException, AssertionError) as exc:
             result["error"] = exc
 
     client = threading.Thread(target=slow)
@@ -292,24 +300,22 @@ def test_request_in_flight_during_restart_completes(systemd: Container) -> None:
 
 
 def test_unix_socket_for_nginx_and_a_second_named_socket(systemd: Container) -> None:
-    systemd.systemctl("stop", "granian.service", "granian.socket")
     other_port = free_port()
-    systemd.install("granian.socket", example("nginx/granian.socket"))
-    # A second socket unit feeding the same service, under another name.
-    systemd.install(
-        "granian-other.socket",
+    # The nginx variant of the socket unit, and a second socket unit feeding
+    # the same service under another name.
+    other = (
         f"[Socket]\nListenStream={HOST}:{other_port}\nFileDescriptorName=other\n"
-        "Service=granian.service\n",
+        "Service=granian.service\n"
     )
-    systemd.systemctl("daemon-reload")
-    systemd.systemctl("start", "granian.socket", "granian-other.socket")
-    path = unit_value(example("nginx/granian.socket"), "ListenStream")
-    sock = systemd.host_path(path)
-    st = os.stat(sock)
-    assert stat.S_IMODE(st.st_mode) == 0o660
-    assert (st.st_uid, st.st_gid) == (33, 33), "SocketUser=/SocketGroup=www-data"
-    try:
-        body = get(unix=sock)
+    swap = {"granian.socket": example("nginx/granian.socket"), "granian-other.socket": other}
+    with units_swapped(systemd, swap):
+        systemd.systemctl("start", "granian.socket", "granian-other.socket")
+        path = unit_value(example("nginx/granian.socket"), "ListenStream")
+        sock = systemd.host_path(path)
+        st = os.stat(sock)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert (st.st_uid, st.st_gid) == (33, 33), "SocketUser=/SocketGroup=www-data"
+        body = get(str(sock))
         assert field(body, "uid") == "33"
         status = systemd.show("granian.service", "StatusText")
         # systemd orders the fds by socket unit; the name picks the right one.
@@ -318,16 +324,11 @@ def test_unix_socket_for_nginx_and_a_second_named_socket(systemd: Container) -> 
         assert re.search(r"left open and unused: <InheritedSocket fd=\d name='other'", journal), (
             journal
         )
-        (_,) = listeners(other_port)  # still systemd's, not closed by Granian
+        (_,) = listeners(port=other_port)  # still systemd's, not closed by Granian
         # Granian's shutdown must not unlink systemd's path: the restarted
         # one is reached through it again.
         systemd.systemctl("restart", "granian.service")
-        assert field(get(unix=sock), "uid") == "33"
-    finally:
-        systemd.systemctl("stop", "granian.service", "granian.socket", "granian-other.socket")
-        systemd.install("granian.socket", SOCKET)
-        systemd.remove("granian-other.socket")
-        systemd.systemctl("daemon-reload")
+        assert field(get(str(sock)), "uid") == "33"
 
 
 def test_nginx_in_front_of_the_unix_socket(systemd: Container) -> None:
@@ -337,53 +338,31 @@ def test_nginx_in_front_of_the_unix_socket(systemd: Container) -> None:
         pytest.skip("nginx is not installed (Debian's nginx)")
     if not port_is_free(NGINX_PORT):
         pytest.fail(f"port {NGINX_PORT} (listen of examples/systemd/nginx/granian.conf) is in use")
-    systemd.systemctl("stop", "granian.service", "granian.socket")
-    systemd.install("granian.socket", example("nginx/granian.socket"))
-    systemd.systemctl("daemon-reload")
-    systemd.systemctl("start", "granian.socket")
-    # Debian's nginx.service, with the paths the package would have created.
-    systemd.run("mkdir", "-p", "/var/lib/nginx", "/var/log/nginx")
-    systemd.systemctl("start", "nginx.service")
     restarts = Restarts(systemd, "granian.service")
-    try:
+    swap = {"granian.socket": example("nginx/granian.socket")}
+    with units_swapped(systemd, swap, also_stop=["nginx.service"]):
+        systemd.systemctl("start", "granian.socket")
+        # Debian's nginx.service, with the paths the package would have created.
+        systemd.run("mkdir", "-p", "/var/lib/nginx", "/var/log/nginx")
+        systemd.systemctl("start", "nginx.service")
         # nginx (as www-data, through SocketMode=0660) starts Granian.
-        assert field(get(port=NGINX_PORT), "uid") == "33"
+        assert field(get((HOST, NGINX_PORT), timeout=30), "uid") == "33"
         restarts.last = time.monotonic()
-        with Load(NGINX_PORT) as load:
-            time.sleep(0.5)
-            for _ in range(5):
-                restarts()
-            time.sleep(0.5)
-    finally:
-        systemd.systemctl("stop", "nginx.service", "granian.service", "granian.socket")
-        systemd.install("granian.socket", SOCKET)
-        systemd.systemctl("daemon-reload")
+        load = restarts_under_load(restarts, NGINX_PORT, 5)
     report("nginx -> unix socket unit, 5 x systemctl restart (failed = 502)", load, restarts)
     assert load.refused == 0
     assert load.ok > 0
 
 
 def test_fd_store_service_without_a_socket_unit(systemd: Container) -> None:
-    systemd.systemctl("stop", "granian.service", "granian.socket")
-    systemd.remove("granian.socket")
-    systemd.install("granian.service", example("fdstore/granian.service"))
-    systemd.systemctl("daemon-reload")
     restarts = Restarts(systemd, "granian.service")
-    try:
+    swap = {"granian.service": example("fdstore/granian.service")}
+    with units_swapped(systemd, swap, remove=["granian.socket"]):
         systemd.systemctl("start", "granian.service")
         restarts.last = time.monotonic()
-        assert field(get(), "uid") == "33"
-        with Load(PORT) as load:
-            time.sleep(0.5)
-            for _ in range(5):
-                restarts()
-            time.sleep(0.5)
+        assert field(get(TARGET), "uid") == "33"
+        load = restarts_under_load(restarts, PORT, 5)
         journal = systemd.journal("granian.service")
-    finally:
-        systemd.systemctl("stop", "granian.service")
-        systemd.install("granian.service", SERVICE)
-        systemd.install("granian.socket", SOCKET)
-        systemd.systemctl("daemon-reload")
     report("FD store (no socket unit), 5 x systemctl restart", load, restarts)
     assert load.refused == 0
     assert load.ok > 0
@@ -400,12 +379,8 @@ def test_before_granian_binding_itself_refuses_connections(systemd: Container) -
         systemd.systemctl("start", "granian-self.service")
         restarts.last = time.monotonic()
         wait_serving(PORT)
-        with Load(PORT) as load:
-            time.sleep(0.5)
-            for _ in range(5):
-                restarts()
-                wait_serving(PORT)  # Type=simple: restart returns before Granian listens
-            time.sleep(0.5)
+        # Type=simple: `systemctl restart` returns before Granian listens.
+        load = restarts_under_load(restarts, PORT, 5, lambda: wait_serving(PORT))
     finally:
         systemd.systemctl("stop", "granian-self.service")
     report("before: Granian binds itself (no socket unit), 5 x systemctl restart", load, restarts)
