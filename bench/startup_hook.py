@@ -4,6 +4,7 @@ and without listenfd-granian.pth, many interleaved runs, median difference.
 what that import costs a Granian process is reported too.)
 
     python bench/startup_hook.py [--runs N]
+    python bench/startup_hook.py --forms     # instructions of other ways to hook
 
 Throw-away virtual environments see the same packages (a path entry to this
 environment's site-packages) and the same other .pth files; one also has
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
@@ -30,19 +32,19 @@ from pathlib import Path
 PTH = "listenfd-granian.pth"
 
 
+def purelib(python: Path) -> Path:
+    """The site-packages directory of the environment `python` runs in."""
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
 def make_env(root: Path, site_packages: str, extra_pth: str | None) -> Path:
     """A venv seeing `site_packages`; `extra_pth`: the installed hook's .pth
     (PTH), the text of another .pth file to add, or None."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
     python = root / "bin" / "python"
-    target = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    target = purelib(python)
     # A path line adds the directory but does not run its .pth files; the
     # name sorts before the hook's, so the path is there when the hook runs.
     (target / "000-real-site.pth").write_text(site_packages + "\n")
@@ -95,6 +97,9 @@ def count_instructions(python: Path) -> int | None:
         ],
         capture_output=True,
         text=True,
+        # A fixed hash seed: with random ones, dict layouts move the count by
+        # tens of thousands of instructions from run to run.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     ).stderr
     match = re.search(r"Collected : (\d+)", err)
     return int(match.group(1)) if match else None
@@ -118,13 +123,68 @@ def time_cold_import(python: Path) -> float:
     return statistics.median(runs)
 
 
+def bootstrap_interval(diffs: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median of `diffs` (resampling
+    the rounds; seeded, so the same data gives the same interval)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
+# Other ways the hook could be written, each as the whole .pth text (a gate
+# module is written next to it when the text imports `_gate`). Instructions
+# are counted, not timed: the differences are below this VM's timing noise.
+GATE_MODULE = (
+    'import sys\nif "granian" in "%s" % sys.orig_argv:\n    __import__("_listenfd_granian_hook")\n'
+)
+FORMS = {
+    "an empty .pth file (any .pth)": "",
+    "`import sys` (any import line)": "import sys\n",
+    "`import sys;0` (the cheapest second statement)": "import sys;0\n",
+    "`import sys;sys.orig_argv` (reading the command line)": "import sys;sys.orig_argv\n",
+    "the gate without its import": 'import sys;"granian"in"%s"%sys.orig_argv\n',
+    "`import _gate` (the gate in a module, .pyc ready)": "import _gate\n",
+}
+
+
+def count_forms(site_packages: str) -> None:
+    """Instructions each form adds to `python -c pass` (median of 3 runs)."""
+    if not shutil.which("valgrind"):
+        print("skipped: --forms counts instructions with valgrind, which is not installed")
+        return
+    forms = {"none": None, **FORMS, "listenfd-granian.pth (shipped)": PTH}
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, text) in enumerate(forms.items()):
+            gate = text if text is not None and "_gate" in text else None
+            python = make_env(Path(tmp) / str(i), site_packages, None if gate else text)
+            if gate is not None:  # the module and its .pyc first, then the .pth
+                module = purelib(python) / "_gate.py"
+                module.write_text(GATE_MODULE)
+                subprocess.run([str(python), "-m", "py_compile", str(module)], check=True)
+                (module.parent / "zz-yardstick.pth").write_text(gate)
+            runs = [count_instructions(python) for _ in range(3)]
+            counts[label] = int(statistics.median(r for r in runs if r is not None))
+    print(f"# bench/startup_hook.py --forms, Python {platform.python_version()}")
+    print()
+    print("| .pth contents | instructions added to `python -c pass` |")
+    print("|---|---:|")
+    for label, count in counts.items():
+        if label != "none":
+            print(f"| {label} | {count - counts['none']:+,} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--forms", action="store_true", help="count other hook forms instead")
     args = parser.parse_args()
     site_packages = sysconfig.get_paths()["purelib"]
     if not (Path(site_packages) / PTH).exists():
         raise SystemExit(f"{PTH} is not installed in {site_packages}: pip install . first")
+    if args.forms:
+        count_forms(site_packages)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         without = make_env(Path(tmp) / "without", site_packages, None)
         with_hook = make_env(Path(tmp) / "with", site_packages, PTH)
@@ -134,6 +194,9 @@ def main() -> None:
         envs = [without, with_hook, empty, bare]
         for python in envs:  # warm the page cache
             time_once(python)
+        # One round runs every environment once, in a rotating order; the
+        # estimate is the median over rounds of (env - without) in the same
+        # round, so drifts of this VM's speed between rounds cancel out.
         runs: list[list[float]] = [[] for _ in envs]
         for i in range(args.runs):
             order = list(zip(runs, envs, strict=True))
@@ -151,19 +214,32 @@ def main() -> None:
     if installed != ["False", "True"]:
         raise SystemExit(f"expected the finder only in the 'with' environment, got {installed}")
     line_us = time_pth_line(Path(site_packages) / PTH)
-    med_a, med_b, med_empty, med_bare = (statistics.median(r) for r in runs)
+    baseline = runs[0]
     print(
         f"# bench/startup_hook.py on {platform.machine()}, {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}; {args.runs} interleaved runs each"
+        f"Python {platform.python_version()}; {args.runs} interleaved rounds"
     )
     print()
-    print("| `python -c pass` | median |")
-    print("|---|---:|")
-    print(f"| without the hook | {med_a:.2f} ms |")
-    print(f"| with listenfd-granian.pth | {med_b:.2f} ms |")
-    print(f"| difference | {med_b - med_a:+.3f} ms |")
-    print(f"| for scale: an empty .pth file instead | {med_empty - med_a:+.3f} ms |")
-    print(f"| for scale: a .pth with just `import sys` | {med_bare - med_a:+.3f} ms |")
+    print(f"`python -c pass` without the hook: median {statistics.median(baseline):.2f} ms")
+    print()
+    print(
+        "| added to `python -c pass` | median of per-round differences | 95 % interval "
+        "| difference of medians |"
+    )
+    print("|---|---:|---:|---:|")
+    labels = [
+        "listenfd-granian.pth",
+        "for scale: an empty .pth file",
+        "for scale: a .pth with just `import sys`",
+    ]
+    for label, other in zip(labels, runs[1:], strict=True):
+        diffs = [b - a for a, b in zip(baseline, other, strict=True)]
+        low, high = bootstrap_interval(diffs)
+        apart = statistics.median(other) - statistics.median(baseline)
+        print(
+            f"| {label} | {statistics.median(diffs):+.3f} ms | {low:+.3f} to {high:+.3f} ms "
+            f"| {apart:+.3f} ms |"
+        )
     print()
     ia, ib = instructions
     if ia is not None and ib is not None:
