@@ -213,20 +213,13 @@ impl<T> Activation<T> {
     }
 }
 
-/// A strict decimal: ASCII digits only, at least one, no sign, no spaces.
-fn decimal(value: &str) -> Option<u64> {
+/// A strict decimal: ASCII digits only, at least one, no sign, no spaces
+/// (unlike `str::parse`, which takes a leading `+`); `None` when out of range.
+pub(crate) fn decimal<T: std::str::FromStr>(value: &str) -> Option<T> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     value.parse().ok()
-}
-
-fn invalid(var: &'static str, value: &str, expected: impl Into<String>) -> Error {
-    Error::InvalidVariable {
-        var,
-        value: value.to_owned(),
-        expected: expected.into(),
-    }
 }
 
 /// Why `name` is not a valid fd name, if it is not.
@@ -256,10 +249,15 @@ pub fn parse(
         None if !allow_missing_pid => return Ok(Activation::NotPassed(NotPassed::NoListenPid)),
         None => {}
         Some(value) => {
-            let pid = decimal(&value)
+            let pid = decimal::<u64>(&value)
                 .filter(|&p| p > 0 && p <= i32::MAX as u64)
-                .ok_or_else(|| invalid(LISTEN_PID, &value, "a process id: a decimal number > 0"))?
-                as u32;
+                .ok_or_else(|| {
+                    Error::invalid_variable(
+                        LISTEN_PID,
+                        &value,
+                        "a process id: a decimal number > 0",
+                    )
+                })? as u32;
             if pid != me.pid {
                 return Ok(Activation::NotPassed(NotPassed::OtherPid {
                     listen_pid: pid,
@@ -269,8 +267,9 @@ pub fn parse(
         }
     }
     if let Some(value) = env.var(LISTEN_PIDFDID) {
-        let id = decimal(&value)
-            .ok_or_else(|| invalid(LISTEN_PIDFDID, &value, "a pidfd inode id: a decimal number"))?;
+        let id = decimal::<u64>(&value).ok_or_else(|| {
+            Error::invalid_variable(LISTEN_PIDFDID, &value, "a pidfd inode id: a decimal number")
+        })?;
         if let Some(own) = me.pidfd_id {
             if own != id {
                 return Ok(Activation::NotPassed(NotPassed::OtherPidfd {
@@ -286,10 +285,10 @@ pub fn parse(
 
     let first = match env.var(LISTEN_FDS_FIRST_FD) {
         None => SD_LISTEN_FDS_START,
-        Some(value) => decimal(&value)
+        Some(value) => decimal::<u64>(&value)
             .filter(|&n| (SD_LISTEN_FDS_START as u64..=c_int::MAX as u64).contains(&n))
             .ok_or_else(|| {
-                invalid(
+                Error::invalid_variable(
                     LISTEN_FDS_FIRST_FD,
                     &value,
                     format!("a decimal fd number from 3 to {}", c_int::MAX),
@@ -298,10 +297,10 @@ pub fn parse(
     };
     // As libsystemd: `first + n` must still be an int, so every fd number fits.
     let max_count = (c_int::MAX - first) as u64;
-    let count = decimal(&fds_value)
+    let count = decimal::<u64>(&fds_value)
         .filter(|&n| n <= max_count)
         .ok_or_else(|| {
-            invalid(
+            Error::invalid_variable(
                 LISTEN_FDS,
                 &fds_value,
                 format!("a decimal count of passed fds from 0 to {max_count}"),

@@ -6,7 +6,8 @@ use std::os::fd::RawFd;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A `LISTEN_*` variable whose value does not parse.
+    /// An environment variable (`LISTEN_*`, `NOTIFY_SOCKET`, `WATCHDOG_*`) whose
+    /// value does not parse.
     #[error("{var}={value:?} is invalid: expected {expected}")]
     InvalidVariable {
         var: &'static str,
@@ -83,6 +84,14 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn invalid_variable(var: &'static str, value: &str, expected: impl Into<String>) -> Self {
+        Error::InvalidVariable {
+            var,
+            value: value.to_owned(),
+            expected: expected.into(),
+        }
+    }
+
     pub fn os(context: impl Into<String>, source: io::Error) -> Self {
         Error::Os {
             context: context.into(),

@@ -11,6 +11,8 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::activation::decimal;
+
 /// Most fds one message may carry (systemd's limit).
 pub const MAX_FDS: usize = 253;
 
@@ -28,22 +30,12 @@ pub enum NotifyAddress {
 
 /// Parse a `NOTIFY_SOCKET` value.
 pub fn parse_address(value: &str) -> crate::Result<NotifyAddress> {
-    let invalid = |expected: &str| crate::Error::InvalidVariable {
-        var: "NOTIFY_SOCKET",
-        value: value.to_owned(),
-        expected: expected.to_owned(),
-    };
+    let invalid = |expected: &str| crate::Error::invalid_variable("NOTIFY_SOCKET", value, expected);
     if let Some(rest) = value.strip_prefix("vsock:") {
         let (cid, port) = rest
             .split_once(':')
             .ok_or_else(|| invalid("vsock:CID:PORT"))?;
-        let number = |s: &str| {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            s.parse::<u32>().ok()
-        };
-        return match (number(cid), number(port)) {
+        return match (decimal::<u32>(cid), decimal::<u32>(port)) {
             (Some(cid), Some(port)) => Ok(NotifyAddress::Vsock { cid, port }),
             _ => Err(invalid("vsock:CID:PORT with decimal CID and PORT")),
         };
@@ -198,26 +190,18 @@ pub fn watchdog_usec(
     let Some(value) = watchdog_usec else {
         return Ok(None);
     };
-    let decimal = |v: &str| {
-        (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| v.parse::<u64>().ok())
-            .flatten()
+    let positive = |var, value: &str, expected: &str| {
+        decimal::<u64>(value)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| crate::Error::invalid_variable(var, value, expected))
     };
-    let usec = decimal(value)
-        .filter(|&u| u > 0)
-        .ok_or_else(|| crate::Error::InvalidVariable {
-            var: "WATCHDOG_USEC",
-            value: value.to_owned(),
-            expected: "a decimal number of microseconds > 0".into(),
-        })?;
+    let usec = positive(
+        "WATCHDOG_USEC",
+        value,
+        "a decimal number of microseconds > 0",
+    )?;
     if let Some(pid) = watchdog_pid {
-        let pid = decimal(pid)
-            .filter(|&p| p > 0)
-            .ok_or_else(|| crate::Error::InvalidVariable {
-                var: "WATCHDOG_PID",
-                value: pid.to_owned(),
-                expected: "a process id: a decimal number > 0".into(),
-            })?;
+        let pid = positive("WATCHDOG_PID", pid, "a process id: a decimal number > 0")?;
         if pid != u64::from(own_pid) {
             return Ok(None);
         }
