@@ -552,17 +552,23 @@ def test_thread_workers_each_get_their_own_fd() -> None:
         "ThreadGranian('hello:asgi', interface='asgi', workers=2, respawn_interval=0,\n"
         "              systemd_socket=True).serve()\n"
     )
-    proc = start_activated([holder], ["web"], [sys.executable, "-c", code])
+    receiver = NotifyReceiver()
+    proc = start_activated([holder], ["web"], [sys.executable, "-c", code], extra_env=receiver.env)
     try:
         wait_http(target, proc)
+        assert receiver.recv()[0].startswith("READY=1\n")
         proc.send_signal(1)  # SIGHUP: respawn both thread workers
-        time.sleep(1.0)
+        # Thread workers serve the app the main thread loaded: the reload ends
+        # (READY=1) when Granian has replaced them, with no per-worker report.
+        assert receiver.recv()[0].startswith("RELOADING=1\n")
+        assert receiver.recv(timeout=30)[0].startswith("READY=1\n")
         for _ in range(20):
             assert "hello from pid" in get(target)
         assert len(listeners(port=target[1])) == 1
     finally:
         out = stop(proc)
         holder.close()
+        receiver.sock.close()
     assert "Spawning worker-1 with TID" in out
     assert "Stopped old worker-2" in out
     assert "(fd 3 'web', from systemd)" in out
@@ -648,6 +654,37 @@ def test_granian_notifies_ready_reloading_stopping(method: str) -> None:
         proc.send_signal(signal.SIGTERM)
         stopping, pid = receiver.recv()
         assert (stopping, pid) == ("STOPPING=1", proc.pid)
+    finally:
+        stop(proc)
+        holder.close()
+        receiver.sock.close()
+
+
+def test_ready_after_sighup_waits_until_no_old_worker_serves() -> None:
+    """READY=1 ends a reload (`systemctl reload` returns then). Granian replaces
+    the workers one by one and stops each old one --respawn-interval after its
+    successor started, i.e. after the new ones loaded: READY=1 must wait for
+    that, or requests still reach the old code after the reload is "done"."""
+    receiver = NotifyReceiver()
+    holder = tcp_listener()
+    target = holder.getsockname()
+    proc = start_activated(
+        [holder],
+        ["web"],
+        granian_argv("asgi", 2, "--systemd-socket", "--respawn-interval", "2"),
+        extra_env=receiver.env,
+    )
+    try:
+        assert receiver.recv()[0].startswith("READY=1\n")
+        before = serving_pids(target, 2)
+        assert len(before) == 2
+        proc.send_signal(signal.SIGHUP)
+        assert receiver.recv()[0].startswith("RELOADING=1\n")
+        assert receiver.recv()[0].startswith("READY=1\n")
+        # Granian has joined (reaped) both old workers by now.
+        assert [p for p in before if Path(f"/proc/{p}").exists()] == []
+        served = {pid_of(get(target)) for _ in range(20)}
+        assert not served & before, (served, before)
     finally:
         stop(proc)
         holder.close()

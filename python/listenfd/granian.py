@@ -62,6 +62,10 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "server.main_loop_interrupt": "the main loop's Event (watchdog heartbeat)",
     "server_class._bind_addr_fmt": "the address in 'Listening at: ...'",
     "server_class._spawn_worker": "builds one worker from (_ssp, _shd)",
+    # _reload(): SIGHUP; replaces the workers one by one, each old one stopped
+    # --respawn-interval after its successor started, and returns when the
+    # last old one is gone: READY=1 waits for that.
+    "server_class._reload": "SIGHUP's worker respawn, READY=1 after it returns",
     # granian._granian.SocketHolder(fd, is_uds, backlog): what a worker accepts
     # on; Granian's Rust side calls listen(backlog) on it again.
     "granian._granian.SocketHolder": "wraps the inherited fd for the workers",
@@ -167,6 +171,17 @@ class SystemdSocketMixin:
         if self._listenfd_readiness is not None:
             notify.stopping()
         return super().shutdown(*args, **kwargs)  # type: ignore[misc]
+
+    def _reload(self, *args: Any, **kwargs: Any) -> Any:
+        readiness = self._listenfd_readiness
+        if readiness is None:
+            return super()._reload(*args, **kwargs)  # type: ignore[misc]
+        # The new workers load while old ones still serve: READY=1 (reload
+        # done) only once no request can reach the old code any more.
+        readiness.old_workers_running = True
+        result = super()._reload(*args, **kwargs)  # type: ignore[misc]
+        readiness.old_workers_stopped(loaded_in_main=not _is_process_server(self))
+        return result
 
     def _spawn_workers(self, *args: Any, **kwargs: Any) -> Any:
         result = super()._spawn_workers(*args, **kwargs)  # type: ignore[misc]
@@ -371,6 +386,8 @@ class _Readiness:
         self.lock = threading.Lock()
         self.generation = 1
         self.waiting: set[int] | None = set(range(server.workers))
+        # Set while a SIGHUP respawn still has old workers serving.
+        self.old_workers_running = False
         method = multiprocessing.get_start_method()
         context = multiprocessing.get_context(method if method in ("fork", "spawn") else "spawn")
         self.reader, self.writer = context.Pipe(duplex=False)
@@ -390,9 +407,20 @@ class _Readiness:
                 if generation != self.generation or self.waiting is None:
                     continue  # a respawned worker, or a superseded generation
                 self.waiting.discard(idx)
-                if self.waiting:
+                if self.waiting or self.old_workers_running:
                     continue
             self.all_loaded()
+
+    def old_workers_stopped(self, loaded_in_main: bool) -> None:
+        """The SIGHUP respawn finished; `loaded_in_main`: thread workers, which
+        serve the app the main thread loaded (no per-worker report comes)."""
+        with self.lock:
+            self.old_workers_running = False
+            if loaded_in_main and self.waiting is not None:
+                self.waiting.clear()
+            if self.waiting is None or self.waiting:
+                return  # already announced, or new workers still loading
+        self.all_loaded()
 
     def all_loaded(self) -> None:
         with self.lock:
