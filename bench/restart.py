@@ -1,28 +1,32 @@
-"""Restarting Granian under load, seven ways, side by side in one run.
+"""Restarting Granian under load, every way, side by side in one run.
 
-    python bench/restart.py [--restarts N] [--no-systemd]
+    python bench/restart.py [--restarts N] [--no-systemd] [--only a,b,...]
 
-(a) Granian binding its own socket, restarted stop-then-start (what a service
-    without a socket unit gets from `systemctl restart`);
-(b) `listenfd run --restart-mode stop-start -- granian --systemd-socket ...`,
-    restarted by SIGHUP (what a socket unit gives);
-(c) the same with `--restart-mode overlap` (the new Granian starts before the
-    old one stops, which happens on the new one's READY=1);
-(d) a real systemd (252, in systemd-nspawn, as tests/e2e runs it) with
-    examples/systemd/granian.socket + granian.service, `systemctl restart`;
-(e) the same systemd with examples/systemd/fdstore/granian.service (no socket
-    unit, the socket kept in the FD store).
-(f) `granian --reload` (Granian's own reloader) and (g) `listenfd run --watch`
-    (overlap), both restarted by editing the app's file: the dev loop.
-(d) and (e) need root and systemd-nspawn (skipped with the reason otherwise),
-use the example units' port 8000, and space restarts 2.5 s apart (systemd's
-default start limit is 5 starts in 10 s).
+(a)  Granian binding its own socket, restarted stop-then-start (what a
+     service without a socket unit gets from `systemctl restart`);
+(b)  `listenfd run --restart-mode stop-start -- granian --systemd-socket ...`,
+     restarted by SIGHUP (what a socket unit gives); (b0) the same with
+     `--defer-accept 0` (the http:: socket without TCP_DEFER_ACCEPT);
+(c)  the same with `--restart-mode overlap` (the new Granian starts before the
+     old one stops, which happens on the new one's READY=1); (c0) without
+     TCP_DEFER_ACCEPT;
+(d)  a real systemd (252, in systemd-nspawn, as tests/e2e runs it) with
+     examples/systemd/granian.socket + granian.service, `systemctl restart`;
+     (d0) the same socket unit without its `DeferAcceptSec=` line;
+(e)  the same systemd with examples/systemd/fdstore/granian.service (no socket
+     unit, the socket kept in the FD store);
+(f)  `granian --reload` (Granian's own reloader) and (g) `listenfd run --watch`
+     (overlap), both restarted by editing the app's file: the dev loop.
+(d), (d0) and (e) need root and systemd-nspawn (skipped with the reason
+otherwise), use the example units' port 8000, and space restarts 2.5 s apart.
 
-Load, all on loopback and bounded by the run: two clients making a new
-connection per request and one keep-alive client. Per scenario: refused and
-failed requests per restart (new-connection and keep-alive clients apart),
-p50/p99/max latency, and restart-to-serving time (from the restart signal to
-the first answer from a new worker).
+Load, all on loopback and bounded by the run (tests/e2e/loadgen.py): two
+clients making a new connection per request and one keep-alive client. Per
+scenario and per restart: refused connections, failed requests on the
+new-connection clients, keep-alive requests retried once on a fresh connection
+(no response byte on the reused one, RFC 9112 section 9.3.1) and keep-alive
+requests failed even after that retry; p50/p99/max latency; restart-to-serving
+time (from the restart signal to the first answer from a new worker).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,21 +73,12 @@ def start_granian(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_launcher(port: int, mode: str) -> subprocess.Popen[bytes]:
+def start_launcher(port: int, *options: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            str(BIN / "listenfd"),
-            "run",
-            "-s",
-            f"http::127.0.0.1:{port}",
-            "--restart-mode",
-            mode,
-            "--ready-delay",
-            str(READY_DELAY),
-            "--",
-            str(BIN / "granian"),
-            "--systemd-socket",
-            *GRANIAN_ARGS,
+            *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", *options],
+            *["--ready-delay", str(READY_DELAY), "--"],
+            *[str(BIN / "granian"), "--systemd-socket", *GRANIAN_ARGS],
         ],
         cwd=APPS,
         stdout=subprocess.DEVNULL,
@@ -90,40 +86,37 @@ def start_launcher(port: int, mode: str) -> subprocess.Popen[bytes]:
     )
 
 
-def process_scenario(name: str, restarts: int) -> dict[str, float]:
+def process_scenario(options: list[str], restarts: int) -> dict[str, float]:
+    """(a) when `options` is None-like (empty): Granian binds itself; else
+    listenfd run with those options, restarted by SIGHUP."""
     port = free_port()
-    proc = (
-        start_granian(port)
-        if name == "a"
-        else start_launcher(port, "stop-start" if name == "b" else "overlap")
-    )
+    proc = start_launcher(port, *options) if options else start_granian(port)
     wait_serving(port)
 
     def restart() -> None:
         nonlocal proc
-        if name == "a":
+        if not options:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
             proc = start_granian(port)
         else:
             proc.send_signal(signal.SIGHUP)
 
-    # Let each hand-off finish (overlap: the old child stops after the delay).
-    settle = READY_DELAY + 1.0 if name == "c" else 1.0
     try:
-        return measure(port, restarts, restart, settle)
+        # Let each hand-off finish (overlap: the old child stops after the new READY=1).
+        return measure(port, restarts, restart, settle=1.5)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
 
-def edit_scenario(name: str, restarts: int) -> dict[str, float]:
+def edit_scenario(reloader: str, restarts: int) -> dict[str, float]:
     """The dev loop: a file edit restarts the server."""
     with tempfile.TemporaryDirectory() as d:
         app = Path(d) / "hello.py"
         shutil.copy(APPS / "hello.py", app)
         port = free_port()
-        if name == "f":
+        if reloader == "granian":
             argv = [str(BIN / "granian"), "--port", str(port), "--reload", *GRANIAN_ARGS]
         else:
             argv = [
@@ -147,25 +140,31 @@ def edit_scenario(name: str, restarts: int) -> dict[str, float]:
             proc.wait(timeout=60)
 
 
-def systemd_scenario(name: str, restarts: int) -> dict[str, float]:
+def without_defer_accept(socket_unit: str) -> str:
+    lines = socket_unit.splitlines(keepends=True)
+    kept = [ln for ln in lines if not ln.startswith("DeferAcceptSec=")]
+    assert len(kept) == len(lines) - 1, "the example socket unit has no DeferAcceptSec= line"
+    return "".join(kept)
+
+
+def systemd_scenario(variant: str, restarts: int) -> dict[str, float]:
     from e2e.deploy import AppTree, example
     from e2e.nspawn import Container
 
-    units = (
-        {"granian.socket": example("granian.socket"), "granian.service": example("granian.service")}
-        if name == "d"
-        else {"granian.service": example("fdstore/granian.service")}
-    )
+    if variant == "fdstore":
+        units = {"granian.service": example("fdstore/granian.service")}
+    else:
+        socket_unit = example("granian.socket")
+        if variant == "no-defer":
+            socket_unit = without_defer_accept(socket_unit)
+        units = {"granian.socket": socket_unit, "granian.service": example("granian.service")}
     app = AppTree()
-    container = Container(
-        f"lfdb{os.getpid()}",
-        units,
-        binds=app.binds(),
-    )
+    container = Container(f"lfdb{os.getpid()}", units, binds=app.binds())
     try:
         app.build()
         container.boot()
-        container.systemctl("start", "granian.socket" if name == "d" else "granian.service")
+        first = "granian.service" if variant == "fdstore" else "granian.socket"
+        container.systemctl("start", first)
         wait_serving(SYSTEMD_PORT)
 
         def restart() -> None:
@@ -193,26 +192,66 @@ def measure(
     return {**load.summary(restarts), "serving": statistics.median(to_serving) * 1000}
 
 
+SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, float]], bool]] = {
+    # key: (label, run(restarts), needs systemd)
+    "a": ("(a) Granian binds itself, stop then start", partial(process_scenario, []), False),
+    "b": (
+        "(b) `listenfd run --restart-mode stop-start`",
+        partial(process_scenario, ["--restart-mode", "stop-start"]),
+        False,
+    ),
+    "b0": (
+        "(b0) the same, `--defer-accept 0`",
+        partial(process_scenario, ["--restart-mode", "stop-start", "--defer-accept", "0"]),
+        False,
+    ),
+    "c": (
+        "(c) `listenfd run --restart-mode overlap`",
+        partial(process_scenario, ["--restart-mode", "overlap"]),
+        False,
+    ),
+    "c0": (
+        "(c0) the same, `--defer-accept 0`",
+        partial(process_scenario, ["--restart-mode", "overlap", "--defer-accept", "0"]),
+        False,
+    ),
+    "d": (
+        "(d) systemd: granian.socket + granian.service, `systemctl restart`",
+        partial(systemd_scenario, "example"),
+        True,
+    ),
+    "d0": (
+        "(d0) the same socket unit without `DeferAcceptSec=`",
+        partial(systemd_scenario, "no-defer"),
+        True,
+    ),
+    "e": (
+        "(e) systemd: fdstore/granian.service, `systemctl restart`",
+        partial(systemd_scenario, "fdstore"),
+        True,
+    ),
+    "f": ("(f) `granian --reload`, a file edit", partial(edit_scenario, "granian"), False),
+    "g": ("(g) `listenfd run --watch`, a file edit", partial(edit_scenario, "listenfd"), False),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--restarts", type=int, default=20)
-    parser.add_argument("--no-systemd", action="store_true", help="skip (d) and (e)")
+    parser.add_argument("--no-systemd", action="store_true", help="skip the systemd scenarios")
+    parser.add_argument("--only", help="comma-separated scenario keys (a,b,b0,...)")
     args = parser.parse_args()
-    labels = {
-        "a": "(a) Granian binds itself, stop then start",
-        "b": "(b) `listenfd run --restart-mode stop-start`",
-        "c": "(c) `listenfd run --restart-mode overlap`",
-        "d": "(d) systemd: granian.socket + granian.service, `systemctl restart`",
-        "e": "(e) systemd: fdstore/granian.service, `systemctl restart`",
-        "f": "(f) `granian --reload`, a file edit",
-        "g": "(g) `listenfd run --watch`, a file edit",
-    }
+    keys = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [k for k in keys if k not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     skipped = systemd_unavailable() if not args.no_systemd else "--no-systemd"
     if skipped:
-        print(f"(d), (e) skipped: {skipped}", file=sys.stderr)
-        del labels["d"], labels["e"]
-    run = {"d": systemd_scenario, "e": systemd_scenario, "f": edit_scenario, "g": edit_scenario}
-    results = {name: run.get(name, process_scenario)(name, args.restarts) for name in labels}
+        dropped = [k for k in keys if SCENARIOS[k][2]]
+        if dropped:
+            print(f"({', '.join(dropped)}) skipped: {skipped}", file=sys.stderr)
+        keys = [k for k in keys if not SCENARIOS[k][2]]
+    results = {k: SCENARIOS[k][1](args.restarts) for k in keys}
     print(
         f"# bench/restart.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}; Granian 2 workers, {args.restarts} restarts each; "
@@ -220,17 +259,18 @@ def main() -> None:
     )
     print()
     print(
-        "| scenario | refused / restart | failed / restart: new conn. | keep-alive | requests "
-        "| p50 ms | p99 ms | max ms | restart-to-serving ms (median) |"
+        "| scenario | refused | failed: new conn. | keep-alive: retried | keep-alive: failed "
+        "after retry | requests | p50 ms | p99 ms | max ms | restart-to-serving ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, label in labels.items():
-        r = results[name]
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key in keys:
+        r = results[key]
         print(
-            f"| {label} | {r['refused']:.1f} | {r['failed']:.2f} | {r['failed_ka']:.2f} | "
-            f"{r['requests']:.0f} | "
+            f"| {SCENARIOS[key][0]} | {r['refused']:.1f} | {r['failed']:.2f} | "
+            f"{r['retried']:.2f} | {r['failed_ka']:.2f} | {r['requests']:.0f} | "
             f"{r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['serving']:.0f} |"
         )
+    print("\n(per restart; restart-to-serving: median)")
 
 
 def systemd_unavailable() -> str | None:

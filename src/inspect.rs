@@ -178,6 +178,10 @@ pub struct SocketInfo {
     pub local_addr: LocalAddr,
     /// `IPV6_V6ONLY`, for `AF_INET6` sockets only.
     pub v6_only: Option<bool>,
+    /// `TCP_DEFER_ACCEPT` in seconds (`DeferAcceptSec=`; 0: off), for TCP
+    /// stream sockets only. The kernel rounds it up to its retransmission
+    /// schedule (1, 3, 7, 15, ... seconds), and reports the rounded value.
+    pub defer_accept: Option<u32>,
 }
 
 fn getsockopt_int(fd: BorrowedFd<'_>, level: c_int, name: c_int) -> io::Result<c_int> {
@@ -197,6 +201,28 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: c_int, name: c_int) -> io::Result<c
         return Err(io::Error::last_os_error());
     }
     Ok(value)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Set `TCP_DEFER_ACCEPT` (what `DeferAcceptSec=` does): `accept()` returns a
+/// connection only once its first bytes arrived (or `secs` passed), so a
+/// server never holds a connection it has not read from yet.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
+    let value = c_int::try_from(secs).unwrap_or(c_int::MAX);
+    // SAFETY: `fd` is live; the option value is a properly sized int.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&value as *const c_int).cast(),
+            std::mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Inspect a socket. Fails with `ENOTSOCK` (as `getsockopt` does) when `fd` is
@@ -224,12 +250,23 @@ pub fn socket_info(fd: BorrowedFd<'_>) -> io::Result<SocketInfo> {
     } else {
         None
     };
+    // TCP_DEFER_ACCEPT is Linux's (the BSDs filter accepts another way).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let defer_accept = if matches!(family, Family::Inet | Family::Inet6) && kind == Kind::Stream {
+        let secs = getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT)?;
+        Some(u32::try_from(secs).unwrap_or(0))
+    } else {
+        None
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let defer_accept = None;
     Ok(SocketInfo {
         family,
         kind,
         listening,
         local_addr,
         v6_only,
+        defer_accept,
     })
 }
 
@@ -434,6 +471,18 @@ mod tests {
         assert!(i.listening);
         assert_eq!(i.local_addr, LocalAddr::Inet(l.local_addr().unwrap()));
         assert_eq!(i.v6_only, None);
+        assert_eq!(i.defer_accept, Some(0), "the kernel default is off");
+    }
+
+    #[test]
+    fn defer_accept_reads_back_the_kernels_rounding() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        for (set, read) in [(1, 1), (2, 3), (5, 7), (0, 0)] {
+            set_defer_accept(l.as_fd(), set).unwrap();
+            assert_eq!(info(&l).defer_accept, Some(read), "set {set}");
+        }
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(info(&a).defer_accept, None, "TCP only");
     }
 
     #[test]

@@ -176,6 +176,13 @@ impl InheritedSocket {
         self.info.listening
     }
 
+    /// `TCP_DEFER_ACCEPT` in seconds (the socket unit's `DeferAcceptSec=`,
+    /// as the kernel rounded it): 0 when off, `None` for anything but TCP.
+    #[getter]
+    fn defer_accept(&self) -> Option<u32> {
+        self.info.defer_accept
+    }
+
     /// The local address, shaped as `socket.getsockname()` returns it.
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -254,8 +261,12 @@ impl InheritedSocket {
             (Some(_), true) => "listening".to_owned(),
             (Some(_), false) => "not listening".to_owned(),
         };
+        let defer = match self.info.defer_accept {
+            Some(secs) if secs > 0 => format!(" defer_accept={secs}s"),
+            _ => String::new(),
+        };
         Ok(format!(
-            "<InheritedSocket fd={} name={name} {} {} {} {state}>",
+            "<InheritedSocket fd={} name={name} {} {} {} {state}{defer}>",
             self.fd_number,
             self.info.family.name(),
             self.info.kind.name(),
@@ -367,7 +378,7 @@ mod launcher_bindings {
         #[new]
         #[pyo3(signature = (
             command, *, sockets = Vec::new(), backlog = None, unix_mode = None,
-            no_pid = false, watch = Vec::new(), ignore = Vec::new(), debounce = 0.1,
+            defer_accept = None, no_pid = false, watch = Vec::new(), ignore = Vec::new(), debounce = 0.1,
             restart_mode = "overlap", ready_timeout = 30.0, ready_delay = 2.0,
             stop_timeout = 10.0, stop_signal = "SIGTERM", notify_access = "main",
             handle_signals = false, verbose = true,
@@ -379,6 +390,7 @@ mod launcher_bindings {
             sockets: Vec<String>,
             backlog: Option<i32>,
             unix_mode: Option<u32>,
+            defer_accept: Option<u32>,
             no_pid: bool,
             watch: Vec<PathBuf>,
             ignore: Vec<String>,
@@ -405,8 +417,9 @@ mod launcher_bindings {
                     )));
                 }
             }
-            config.backlog = backlog;
-            config.unix_mode = unix_mode;
+            config.open.backlog = backlog;
+            config.open.unix_mode = unix_mode;
+            config.open.defer_accept = defer_accept;
             config.no_pid = no_pid;
             config.watch = watch;
             config.ignore = ignore;
@@ -612,6 +625,11 @@ fn _listenfd(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<launcher_bindings::Launcher>()?;
     m.add("ActivationError", m.py().get_type::<ActivationError>())?;
     m.add("SD_LISTEN_FDS_START", activation::SD_LISTEN_FDS_START)?;
+    #[cfg(target_os = "linux")]
+    m.add(
+        "DEFAULT_DEFER_ACCEPT_SECS",
+        crate::launcher::spec::DEFAULT_DEFER_ACCEPT_SECS,
+    )?;
     m.add_class::<InheritedSocket>()?;
     m.add_function(wrap_pyfunction!(from_systemd, m)?)?;
     m.add_function(wrap_pyfunction!(from_systemd_explained, m)?)?;

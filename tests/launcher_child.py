@@ -50,6 +50,7 @@ report = {
             "type": s.type.name,
             "listening": s.listening,
             "address": s.address,
+            "defer_accept": s.defer_accept,
             "inode": os.fstat(s.fileno()).st_ino,
         }
         for s in sockets

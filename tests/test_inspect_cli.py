@@ -30,6 +30,7 @@ def run_inspect(
 def test_lists_each_socket(
     module: bool, tcp4: socket.socket, tcp6: socket.socket, udp4: socket.socket
 ) -> None:
+    tcp4.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)  # DeferAcceptSec=1
     slots: list[int | str] = [tcp4.fileno(), tcp6.fileno(), udp4.fileno()]
     env = {"LISTEN_PID": "@PID@", "LISTEN_FDS": "3", "LISTEN_FDNAMES": "web:web6:dns"}
     proc = run_inspect(slots, env, module=module)
@@ -40,8 +41,8 @@ def test_lists_each_socket(
     p6 = tcp6.getsockname()[1]
     hu, pu = udp4.getsockname()
     assert lines[1:] == [
-        f"fd 3  name='web'  AF_INET  SOCK_STREAM  listening  {h4}:{p4}",
-        f"fd 4  name='web6'  AF_INET6  SOCK_STREAM  listening  [::1]:{p6}",
+        f"fd 3  name='web'  AF_INET  SOCK_STREAM  listening  {h4}:{p4}  defer_accept=1s",
+        f"fd 4  name='web6'  AF_INET6  SOCK_STREAM  listening  [::1]:{p6}  defer_accept=off",
         f"fd 5  name='dns'  AF_INET  SOCK_DGRAM  not-listening  {hu}:{pu}",
     ]
 

@@ -124,6 +124,8 @@ def test_child_sees_exactly_what_systemd_gives(report_dir: Path, tmp_sock_dir: P
         (5, "dns", "AF_INET", "SOCK_DGRAM", False),
     ]
     assert socks[0]["address"] == ["127.0.0.1", port_of(lines[0])]
+    # http:: gets TCP_DEFER_ACCEPT: a child that stops never holds an unread connection.
+    assert [s["defer_accept"] for s in socks] == [1, None, None]
     assert socks[1]["address"] == path
     assert not Path(path).exists(), "the launcher removes its unix socket on exit"
 

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Final, final
 
 __all__ = [
+    "DEFAULT_DEFER_ACCEPT_SECS",
     "SD_LISTEN_FDS_START",
     "ActivationError",
     "InheritedSocket",
@@ -18,6 +19,7 @@ __all__ = [
 ]
 
 SD_LISTEN_FDS_START: Final[int]
+DEFAULT_DEFER_ACCEPT_SECS: Final[int]
 
 class ActivationError(Exception):
     """A socket-activation protocol violation (malformed ``LISTEN_*``, a passed fd
@@ -42,6 +44,8 @@ class InheritedSocket:
     def address(self) -> tuple[str, int] | tuple[str, int, int, int] | str | bytes | None: ...
     @property
     def backlog(self) -> int | None: ...
+    @property
+    def defer_accept(self) -> int | None: ...
     def fileno(self) -> int: ...
     def detach(self) -> int: ...
     def to_socket(self) -> socket.socket: ...
@@ -69,6 +73,7 @@ class Launcher:
         sockets: Sequence[str] = ...,
         backlog: int | None = None,
         unix_mode: int | None = None,
+        defer_accept: int | None = None,
         no_pid: bool = False,
         watch: Sequence[str | os.PathLike[str]] = ...,
         ignore: Sequence[str] = ...,

@@ -21,11 +21,16 @@ def _enum_name(value: object) -> str:
 
 def describe(sock: InheritedSocket) -> str:
     """One line per socket: fd, name, family, type, listening, address."""
-    return (
+    line = (
         f"fd {sock.fd}  name={sock.name!r}  {_enum_name(sock.family)}  "
         f"{_enum_name(sock.type)}  {'listening' if sock.listening else 'not-listening'}  "
         f"{describe_address(sock.address)}"
     )
+    if sock.defer_accept is not None:  # TCP: DeferAcceptSec= of the socket unit
+        line += (
+            f"  defer_accept={sock.defer_accept}s" if sock.defer_accept else "  defer_accept=off"
+        )
+    return line
 
 
 def inspect(allow_missing_pid: bool) -> int:
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             sockets=args.socket,
             backlog=args.backlog,
             unix_mode=args.unix_mode,
+            defer_accept=args.defer_accept,
             no_pid=args.no_pid,
             watch=args.watch,
             ignore=args.ignore,
@@ -85,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _octal(value: str) -> int:
     return int(value, 8)
+
+
+def _whole_seconds(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected whole seconds >= 0, got {value!r}")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--backlog", type=int, help="listen() backlog (default: SOMAXCONN)")
     run_cmd.add_argument(
         "--unix-mode", type=_octal, metavar="OCTAL", help="file mode of unix sockets, e.g. 660"
+    )
+    run_cmd.add_argument(
+        "--defer-accept",
+        type=_whole_seconds,
+        metavar="SECS",
+        help="TCP_DEFER_ACCEPT for every TCP socket: accept() returns a connection only once "
+        "its first bytes arrived, so a server that stops never holds an unread connection "
+        "(default: 1 for http:: and https::, off for tcp::; 0 turns it off)",
     )
     run_cmd.add_argument(
         "--no-pid",

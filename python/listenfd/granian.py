@@ -33,7 +33,12 @@ from granian.server import Server as _GranianServer
 
 from listenfd import notify
 from listenfd._bind import Address, choose, describe_address
-from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
+from listenfd._listenfd import (
+    DEFAULT_DEFER_ACCEPT_SECS,
+    ActivationError,
+    InheritedSocket,
+    from_systemd,
+)
 
 SUPPORTED_GRANIAN = ">=2.8,<2.9"
 
@@ -236,6 +241,13 @@ class SystemdSocketMixin:
                 f"{reason}, but it is {chosen!r}: expected a listening stream socket "
                 f"(ListenStream= with Accept=no in the socket unit)"
             )
+        if chosen.defer_accept == 0:
+            _granian_logger.warning(
+                f"--systemd-socket: fd {chosen.fd} {chosen.name!r} has no TCP_DEFER_ACCEPT, so "
+                "a connection accepted but not yet read when Granian stops is closed "
+                "unanswered (a failed request at every restart): add DeferAcceptSec=1 to the "
+                "socket unit (listenfd run's http:: sockets have it)"
+            )
         unchosen = [s for s in sockets if s is not chosen]
         if unchosen:
             _granian_logger.warning(
@@ -253,6 +265,10 @@ class SystemdSocketMixin:
 
         sock = _bind_fresh(wanted, self.backlog)
         is_uds = sock.family == socket.AF_UNIX
+        if not is_uds:
+            # What DeferAcceptSec= would do: a restart never cuts a connection
+            # the old Granian accepted but had not read yet.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFAULT_DEFER_ACCEPT_SECS)
         address = describe_address(sock.getsockname())
         fd = sock.detach()
         try:

@@ -43,9 +43,8 @@ impl RestartMode {
 pub struct Config {
     pub sockets: Vec<SocketSpec>,
     pub command: Vec<OsString>,
-    /// `listen()` backlog; `None`: the kernel's `SOMAXCONN`.
-    pub backlog: Option<i32>,
-    pub unix_mode: Option<u32>,
+    /// `--backlog`, `--unix-mode`, `--defer-accept`.
+    pub open: open::OpenOptions,
     /// Leave out `LISTEN_PID` (a wrapper sits between launcher and server).
     pub no_pid: bool,
     pub watch: Vec<PathBuf>,
@@ -73,8 +72,7 @@ impl Config {
         Config {
             sockets: Vec::new(),
             command,
-            backlog: None,
-            unix_mode: None,
+            open: open::OpenOptions::default(),
             no_pid: false,
             watch: Vec::new(),
             ignore: Vec::new(),

@@ -81,7 +81,19 @@ fn describe_existing(path: &Path) -> Option<&'static str> {
     })
 }
 
-fn open_one(spec: &SocketSpec, backlog: i32, unix_mode: Option<u32>) -> Result<HeldSocket> {
+/// How the held sockets are opened (`--backlog`, `--unix-mode`, `--defer-accept`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// `listen()` backlog; `None`: the kernel's `SOMAXCONN`.
+    pub backlog: Option<i32>,
+    pub unix_mode: Option<u32>,
+    /// `TCP_DEFER_ACCEPT` seconds for every TCP stream socket (0: off);
+    /// `None`: each kind's default ([`Kind::default_defer_accept`]).
+    pub defer_accept: Option<u32>,
+}
+
+fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<HeldSocket> {
+    let unix_mode = options.unix_mode;
     match &spec.address {
         Address::Inet(addr) => {
             let kind = if spec.kind == Kind::Udp {
@@ -98,6 +110,10 @@ fn open_one(spec: &SocketSpec, backlog: i32, unix_mode: Option<u32>) -> Result<H
             sock.bind(&(*addr).into())
                 .map_err(|e| open_error(spec, "binding", e))?;
             if kind == Type::STREAM {
+                if let Some(secs) = options.defer_accept.or(spec.kind.default_defer_accept()) {
+                    crate::inspect::set_defer_accept(sock.as_fd(), secs)
+                        .map_err(|e| open_error(spec, "TCP_DEFER_ACCEPT on", e))?;
+                }
                 sock.listen(backlog)
                     .map_err(|e| open_error(spec, "listening on", e))?;
             }
@@ -150,15 +166,11 @@ fn open_one(spec: &SocketSpec, backlog: i32, unix_mode: Option<u32>) -> Result<H
 
 /// Open every socket in `-s` order. On any failure, what was opened is closed
 /// and unix paths created so far are removed again.
-pub fn open_all(
-    specs: &[SocketSpec],
-    backlog: Option<i32>,
-    unix_mode: Option<u32>,
-) -> Result<Vec<HeldSocket>> {
-    let backlog = backlog.unwrap_or_else(default_backlog);
+pub fn open_all(specs: &[SocketSpec], options: OpenOptions) -> Result<Vec<HeldSocket>> {
+    let backlog = options.backlog.unwrap_or_else(default_backlog);
     let mut held = Vec::with_capacity(specs.len());
     for spec in specs {
-        held.push(open_one(spec, backlog, unix_mode)?);
+        held.push(open_one(spec, backlog, options)?);
     }
     // Park them above the range the child will see (3..3+n), so that placing
     // them with dup2 after fork can never overwrite one with another.
@@ -200,7 +212,12 @@ mod tests {
             spec("udp::127.0.0.1:0"),
             spec(&format!("unix::{}", path.display())),
         ];
-        let held = open_all(&specs, Some(42), Some(0o600)).unwrap();
+        let options = OpenOptions {
+            backlog: Some(42),
+            unix_mode: Some(0o600),
+            defer_accept: None,
+        };
+        let held = open_all(&specs, options).unwrap();
         assert!(
             held.iter().all(|h| h.fd.as_raw_fd() >= 6),
             "parked above 3..6"
@@ -215,6 +232,7 @@ mod tests {
             crate::inspect::tcp_listen_backlog(held[0].fd.as_fd()).unwrap(),
             Some(42)
         );
+        assert_eq!(info[0].defer_accept, Some(1), "http:: defers by default");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(held[0].describe(3).starts_with("http://127.0.0.1:"));
@@ -230,9 +248,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("taken");
         std::fs::write(&path, "keep me").unwrap();
-        let err = open_all(&[spec(&format!("unix::{}", path.display()))], None, None)
-            .unwrap_err()
-            .to_string();
+        let err = open_all(
+            &[spec(&format!("unix::{}", path.display()))],
+            OpenOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("already exists (a regular file)"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -243,12 +264,51 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("listenfd-open3-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("b.sock");
-        let held = open_all(&[spec(&format!("unix::{}", path.display()))], None, None).unwrap();
+        let held = open_all(
+            &[spec(&format!("unix::{}", path.display()))],
+            OpenOptions::default(),
+        )
+        .unwrap();
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "someone else's").unwrap();
         drop(held);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn defer_accept_by_kind_and_option() {
+        let specs = [
+            spec("http::127.0.0.1:0"),
+            spec("https::127.0.0.1:0"),
+            spec("tcp::127.0.0.1:0"),
+        ];
+        let defer = |options| -> Vec<Option<u32>> {
+            open_all(&specs, options)
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    crate::inspect::socket_info(h.fd.as_fd())
+                        .unwrap()
+                        .defer_accept
+                })
+                .collect()
+        };
+        assert_eq!(
+            defer(OpenOptions::default()),
+            [Some(1), Some(1), Some(0)],
+            "HTTP(S) on, tcp:: the kernel default"
+        );
+        let off = OpenOptions {
+            defer_accept: Some(0),
+            ..OpenOptions::default()
+        };
+        assert_eq!(defer(off), [Some(0), Some(0), Some(0)]);
+        let five = OpenOptions {
+            defer_accept: Some(5),
+            ..OpenOptions::default()
+        };
+        assert_eq!(defer(five), [Some(7), Some(7), Some(7)], "rounded up");
     }
 
     #[test]

@@ -16,7 +16,22 @@ pub enum Kind {
     Udp,
 }
 
+/// `TCP_DEFER_ACCEPT` seconds `http::`/`https::` sockets get unless told
+/// otherwise: clients of those protocols speak first, so deferring costs them
+/// nothing, and a server that stops never holds a connection it has not read.
+pub const DEFAULT_DEFER_ACCEPT_SECS: u32 = 1;
+
 impl Kind {
+    /// `TCP_DEFER_ACCEPT` when `--defer-accept` is not given: on for HTTP(S),
+    /// the kernel default (off) for plain `tcp::`, whose protocol may make the
+    /// server speak first.
+    pub fn default_defer_accept(self) -> Option<u32> {
+        match self {
+            Kind::Http | Kind::Https => Some(DEFAULT_DEFER_ACCEPT_SECS),
+            Kind::Tcp | Kind::Unix | Kind::Udp => None,
+        }
+    }
+
     fn parse(kind: &str) -> Option<Self> {
         Some(match kind {
             "tcp" => Kind::Tcp,

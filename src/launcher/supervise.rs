@@ -65,7 +65,7 @@ impl Launcher {
     /// Open the sockets and the notify receiver (errors surface here, before
     /// anything runs), then start the first child on the launcher's thread.
     pub fn start(config: Config) -> Result<Launcher> {
-        let held = open_all(&config.sockets, config.backlog, config.unix_mode)?;
+        let held = open_all(&config.sockets, config.open)?;
         let sockets: Vec<String> = held
             .iter()
             .enumerate()

@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import listenfd
+
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "examples" / "systemd"
 APP_DIR = Path("/srv/app")
@@ -58,7 +60,13 @@ class AppTree:
         tree at /srv/app, and (at their own paths) the test venv its .pth
         reaches and the Python both are built on."""
         base = Path(sys.base_prefix)
-        return [(self.host, APP_DIR), (TEST_VENV, TEST_VENV), (base, base)]
+        binds = [(self.host, APP_DIR), (TEST_VENV, TEST_VENV), (base, base)]
+        # A development install (`maturin develop`) leaves the package in the
+        # checkout, reached through a .pth line: bind that folder too.
+        package_root = Path(listenfd.__file__).resolve().parent.parent
+        if not package_root.is_relative_to(TEST_VENV):
+            binds.append((package_root, package_root))
+        return binds
 
     def build(self) -> None:
         shutil.copy(HERE / "app.py", self.host / "app.py")
