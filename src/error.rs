@@ -1,5 +1,7 @@
-//! The one error type of the crate. The Python layer maps `Os` to `OSError`
-//! (keeping its errno) and everything else to `listenfd.ActivationError`.
+//! The one error type of the crate. `python/mod.rs` maps each variant to a
+//! Python exception in one `match` without a catch-all arm: a protocol
+//! violation becomes `listenfd.ActivationError`, a bad option `ValueError`, an
+//! existing path `FileExistsError`, and `Os` an `OSError` with its errno.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -56,8 +58,8 @@ pub enum Error {
     AlreadyClaimed { fd: RawFd, name: String },
 
     /// A `-s` option of the launcher that does not parse.
-    #[error("{0}")]
-    InvalidSocketSpec(String),
+    #[error("-s {spec:?}: {problem}")]
+    InvalidSocketSpec { spec: String, problem: String },
 
     /// Another launcher option out of range.
     #[error("{option}: {problem}")]

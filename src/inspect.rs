@@ -203,6 +203,12 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: c_int, name: c_int) -> io::Result<c
     Ok(value)
 }
 
+/// `TCP_DEFER_ACCEPT` seconds for sockets listenfd opens for HTTP (the
+/// launcher's `http::`/`https::`, `granian --systemd-fdstore`): clients of
+/// those protocols speak first, so deferring costs them nothing, and a server
+/// that stops never holds a connection it has not read.
+pub const DEFAULT_DEFER_ACCEPT_SECS: u32 = 1;
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 /// Set `TCP_DEFER_ACCEPT` (what `DeferAcceptSec=` does): `accept()` returns a
 /// connection only once its first bytes arrived (or `secs` passed), so a
@@ -410,6 +416,8 @@ pub fn unix_listen_backlog(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
 pub enum WantedAddr {
     Inet(SocketAddr),
     Unix(PathBuf),
+    /// A name in the abstract unix namespace, without the leading NUL.
+    Abstract(Vec<u8>),
 }
 
 impl SocketInfo {
@@ -436,6 +444,7 @@ impl SocketInfo {
             (LocalAddr::Unix(UnixAddr::Path(have)), WantedAddr::Unix(want)) => {
                 same_path(have, want)
             }
+            (LocalAddr::Unix(UnixAddr::Abstract(have)), WantedAddr::Abstract(want)) => have == want,
             _ => false,
         }
     }

@@ -10,9 +10,9 @@ compile_error!(
 );
 
 pub mod activation;
+pub mod address;
 pub mod error;
 pub mod inspect;
-#[cfg(target_os = "linux")]
 pub mod launcher;
 #[cfg(target_os = "linux")]
 pub mod notify;

@@ -139,6 +139,26 @@ def test_dual_stack_matching(inherit: Inherit) -> None:
     chosen.close()
 
 
+def test_unix_addresses_match_as_getsockname_gives_them(
+    inherit: Inherit, unix_listener: socket.socket
+) -> None:
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract.bind(f"\0listenfd-test-{os.getpid()}")
+    abstract.listen()
+    path, name = unix_listener.getsockname(), abstract.getsockname()
+    on_path, on_name = inherit([unix_listener, abstract])
+    abstract.close()
+    assert isinstance(name, bytes)
+    assert on_name.address == name
+    assert on_name.matches(on_name.address), "bytes, as address gives them"
+    assert not on_name.matches(name + b"x")
+    assert not on_name.matches(path)
+    assert on_path.matches(path)
+    assert on_path.matches(Path(path))
+    assert on_path.matches(os.fsencode(path)), "a path as bytes"
+    assert not on_path.matches(name)
+
+
 def inherit_none() -> list[InheritedSocket]:
     return []
 
@@ -153,6 +173,7 @@ def inherit_none() -> list[InheritedSocket]:
         ("[::1]:8000", ("::1", 8000)),
         ("[::]:0", ("::", 0)),
         (":8000", ("", 8000)),
+        ("8000", ("127.0.0.1", 8000)),  # as `listenfd run -s 8000`
         ("/run/app.sock", "/run/app.sock"),
         ("./app.sock", "./app.sock"),
         ("app.sock", "app.sock"),
@@ -166,7 +187,6 @@ def test_parse_address(given: object, expected: object) -> None:
 @pytest.mark.parametrize(
     ("given", "error"),
     [
-        ("8000", "ambiguous"),
         ("::1:8000", "neither"),
         ("host:99999", "out of range"),
         (("host",), "expected"),
@@ -255,9 +275,9 @@ def test_unix_path_fresh_and_inherited(
     assert fresh.getsockname() == str(other)
     fresh.close()
     # The path now exists and is not ours to remove: a clear error, file kept.
-    with pytest.raises(OSError, match="never removes a file it did not create") as info:
+    with pytest.raises(FileExistsError, match="never removes a file it did not create") as info:
         bind_or_inherit(other, sockets=[])
-    assert info.value.errno == errno.EADDRINUSE
+    assert info.value.errno == errno.EEXIST
     assert other.exists()
 
 

@@ -23,9 +23,18 @@ from listenfd._listenfd import (
 )
 
 if sys.platform == "linux":
-    # The launcher (pidfds, PR_SET_PDEATHSIG) is built on Linux only; the rest
-    # of the package works on any Unix.
     from listenfd._listenfd import Launcher
+else:  # pragma: no cover - exercised on other Unixes only
+
+    class Launcher:  # type: ignore[no-redef]
+        """The launcher (pidfds, PR_SET_PDEATHSIG) is built on Linux only; the
+        rest of the package works on any Unix."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise OSError(
+                f"listenfd.Launcher (listenfd run) needs Linux (pidfds, PR_SET_PDEATHSIG); "
+                f"this is {sys.platform}. from_systemd() and bind_or_inherit() work here."
+            )
 
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than the
 # extension module. Type checkers treat any TYPE_CHECKING constant as True.

@@ -9,16 +9,20 @@ For the socket a server wants:
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import re
 import socket
 import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd
+from listenfd._listenfd import (
+    ActivationError,
+    InheritedSocket,
+    bind_fresh,
+    from_systemd,
+    parse_host_port,
+)
 
 logger = logging.getLogger("listenfd")
 
@@ -26,12 +30,10 @@ TcpAddress = tuple[str, int]
 Address = TcpAddress | str
 AddressLike = TcpAddress | str | os.PathLike[str]
 
-_V6_PORT = re.compile(r"\[([^\]]*)\]:(\d+)")
-_HOST_PORT = re.compile(r"([^/:\[\]]*):(\d+)")
-
 
 def parse_address(address: AddressLike) -> Address:
-    """Normalise ``("host", port)``, ``"host:port"``, ``"[v6]:port"`` or a unix path.
+    """Normalise ``("host", port)``, ``"PORT"`` (127.0.0.1), ``"host:port"``,
+    ``"[v6]:port"`` or a unix path, as ``listenfd run -s`` reads them.
 
     Returns ``(host, port)`` for TCP (brackets stripped) or the path as a string.
     """
@@ -47,14 +49,9 @@ def parse_address(address: AddressLike) -> Address:
             f"expected (host, port), 'host:port', '[v6]:port' or a unix socket path, "
             f"got {type(address).__name__}"
         )
-    match = _V6_PORT.fullmatch(address) or _HOST_PORT.fullmatch(address)
-    if match:
-        return (match.group(1), _port(match.group(2), address))
-    if address.isdigit():
-        raise ValueError(
-            f"{address!r} is ambiguous: write '127.0.0.1:{address}' for a TCP port, "
-            f"or './{address}' for a unix socket path"
-        )
+    host_port = parse_host_port(address)
+    if host_port is not None:
+        return host_port
     if "/" not in address and ":" in address:
         raise ValueError(f"{address!r} is neither 'host:port', '[v6]:port' nor a unix socket path")
     return address
@@ -180,37 +177,6 @@ def _require_listening_stream(sock: InheritedSocket, reason: str) -> None:
         )
 
 
-def _bind_fresh(address: Address, backlog: int | None) -> socket.socket:
-    backlog = socket.SOMAXCONN if backlog is None else backlog
-    if isinstance(address, str):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(
-                    exc.errno,
-                    f"{address} already exists; listenfd never removes a file it did not "
-                    f"create: remove it yourself, or let the service manager pass the socket",
-                ) from None
-            raise
-        sock.listen(backlog)
-        return sock
-    host, port = address
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def bind_or_inherit(
     address: AddressLike,
     *,
@@ -233,7 +199,7 @@ def bind_or_inherit(
     pool = _pool.get() if sockets is None else sockets
     chosen, reason = choose(wanted, name, pool)
     if chosen is None:
-        sock = _bind_fresh(wanted, backlog)
+        sock = socket.socket(fileno=bind_fresh(wanted, backlog))
         logger.info("%s: %s; bound a fresh socket", describe_address(wanted), reason)
         return sock
     _require_listening_stream(chosen, reason)

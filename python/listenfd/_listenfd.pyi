@@ -1,9 +1,14 @@
-"""Type stubs for the Rust extension ``listenfd._listenfd``."""
+"""The Rust extension ``listenfd._listenfd``: the protocol, the sockets, the launcher.
+
+This stub is its documentation: every public name has its docstring here, and
+``mypy.stubtest`` checks the stub against the built module. Most users want the
+wrappers in ``listenfd`` and ``listenfd.notify``.
+"""
 
 import os
 import socket
 from collections.abc import Awaitable, Sequence
-from typing import Final, final
+from typing import Final, Literal, final
 
 __all__ = [
     "DEFAULT_DEFER_ACCEPT_SECS",
@@ -11,60 +16,148 @@ __all__ = [
     "ActivationError",
     "InheritedSocket",
     "Launcher",
+    "bind_fresh",
     "fdname_problem",
     "from_systemd",
     "from_systemd_explained",
+    "notify",
     "notify_send",
+    "parse_host_port",
     "watchdog_usec",
 ]
 
 SD_LISTEN_FDS_START: Final[int]
+"""3: the first fd a service manager passes (``LISTEN_FDS_FIRST_FD`` may move it)."""
+
 DEFAULT_DEFER_ACCEPT_SECS: Final[int]
+"""1: the ``TCP_DEFER_ACCEPT`` seconds of ``listenfd run``'s ``http::``/``https::``
+sockets and of the socket ``granian --systemd-fdstore`` binds."""
 
 class ActivationError(Exception):
-    """A socket-activation protocol violation (malformed ``LISTEN_*``, a passed fd
-    that is closed or not a socket). The message names the variable or fd."""
+    """A socket-activation protocol violation: a malformed ``LISTEN_*`` variable,
+    or a passed fd that is closed or not a socket. The message names the
+    variable or fd, the value found and what was expected."""
 
 @final
 class InheritedSocket:
-    """A socket passed by the service manager; owns its fd until ``detach()``,
-    ``to_socket()`` or ``close()``."""
+    """A socket passed by the service manager. It owns its fd until
+    ``detach()``, ``to_socket()`` or ``close()``; dropping it closes the fd."""
 
     @property
-    def fd(self) -> int: ...
+    def fd(self) -> int:
+        """The fd number the service manager passed (3, 4, ...); stays readable
+        after the fd was given away, unlike ``fileno()``."""
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """Its name from ``LISTEN_FDNAMES`` (``FileDescriptorName=``), or ``"unknown"``."""
     @property
-    def family(self) -> socket.AddressFamily | int: ...
+    def family(self) -> socket.AddressFamily | int:
+        """``socket.AddressFamily`` of the socket (a plain int for one Python lacks)."""
     @property
-    def type(self) -> socket.SocketKind | int: ...
+    def type(self) -> socket.SocketKind | int:
+        """``socket.SocketKind`` of the socket (a plain int for one Python lacks)."""
     @property
-    def listening(self) -> bool: ...
+    def listening(self) -> bool:
+        """Whether ``listen()`` was called on it (``SO_ACCEPTCONN``)."""
     @property
-    def address(self) -> tuple[str, int] | tuple[str, int, int, int] | str | bytes | None: ...
+    def address(self) -> tuple[str, int] | tuple[str, int, int, int] | str | bytes | None:
+        """The local address, shaped as ``socket.getsockname()`` returns it: an
+        abstract unix name is ``bytes`` starting with NUL, an unnamed one ``""``."""
     @property
-    def backlog(self) -> int | None: ...
+    def backlog(self) -> int | None:
+        """The accept-queue limit the socket already has (the unit's ``Backlog=``),
+        for TCP and unix stream listeners on Linux; ``None`` otherwise."""
     @property
-    def defer_accept(self) -> int | None: ...
-    def fileno(self) -> int: ...
-    def detach(self) -> int: ...
-    def to_socket(self) -> socket.socket: ...
-    def close(self) -> None: ...
-    def matches(self, address: tuple[str, int] | str | bytes) -> bool: ...
+    def defer_accept(self) -> int | None:
+        """``TCP_DEFER_ACCEPT`` in seconds (``DeferAcceptSec=``, as the kernel
+        rounded it: 1, 3, 7, 15, ...): 0 when off, ``None`` for anything but TCP."""
+    def fileno(self) -> int:
+        """The fd, while this object still owns it (``ValueError`` afterwards)."""
+    def detach(self) -> int:
+        """Give up ownership and return the fd; the caller must close it."""
+    def to_socket(self) -> socket.socket:
+        """A ``socket.socket`` that owns the fd from now on. Works once."""
+    def close(self) -> None:
+        """Close the fd if this object still owns it. Safe to call twice."""
+    def matches(self, address: tuple[str, int] | str | os.PathLike[str] | bytes) -> bool:
+        """Whether binding ``address`` would give this socket: ``(host, port)``
+        with a numeric host, a unix socket path, or ``bytes`` as ``address``
+        gives them (an abstract name after a NUL). Dual-stack aware (``[::]:P``
+        with ``IPV6_V6ONLY`` off serves ``0.0.0.0:P``); port 0 never matches."""
     def __enter__(self) -> InheritedSocket: ...
     def __exit__(self, *_exc: object) -> bool: ...
 
 def from_systemd(
     *, unset_env: bool = True, allow_missing_pid: bool = False
-) -> list[InheritedSocket]: ...
+) -> list[InheritedSocket]:
+    """The sockets passed to this process by systemd (or any service manager
+    speaking the protocol), as ``sd_listen_fds_with_names()`` finds them.
+
+    Returns ``[]`` when the process was not socket-activated: no ``LISTEN_FDS``,
+    ``LISTEN_FDS=0``, or ``LISTEN_PID`` naming another process. With
+    ``unset_env`` (the default) the ``LISTEN_*`` variables are removed whatever
+    the outcome, so a second call returns ``[]`` and child processes do not
+    claim the fds. ``allow_missing_pid`` accepts a missing ``LISTEN_PID``
+    (systemfd ``--no-pid``); a different pid is never accepted.
+
+    Raises ``ActivationError`` for a malformed variable or a passed fd that is
+    closed or not a socket; no fd is closed in that case."""
+
 def from_systemd_explained(
     *, unset_env: bool = True, allow_missing_pid: bool = False
-) -> tuple[list[InheritedSocket], str | None]: ...
+) -> tuple[list[InheritedSocket], str | None]:
+    """Like ``from_systemd()``, plus the reason in words when nothing was
+    passed (what ``listenfd inspect`` prints)."""
+
+def parse_host_port(text: str) -> tuple[str, int] | None:
+    """``PORT`` (127.0.0.1), ``HOST:PORT`` or ``[V6]:PORT`` as ``(host, port)``;
+    ``None`` for text of none of those shapes (a unix socket path). Raises
+    ``ValueError`` for a bad port. The one address syntax of listenfd."""
+
+def bind_fresh(
+    address: tuple[str, int] | str | os.PathLike[str], backlog: int | None = None
+) -> int:
+    """Bind and listen on ``address`` — ``(host, port)`` or a unix socket path —
+    the way ``listenfd run`` opens its sockets (``SO_REUSEADDR``; ``backlog``,
+    the kernel's ``SOMAXCONN`` by default), and return the fd, now the caller's.
+    An existing file at a unix path is refused (``FileExistsError``) and left
+    alone: listenfd never removes a file it did not create (nor the one it
+    creates here)."""
+
+def fdname_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid fd name (``LISTEN_FDNAMES``, ``FDNAME=``),
+    or ``None``: at most 255 ASCII printable characters, no ``:``."""
+
+def notify(message: str, fds: Sequence[int] = ...) -> bool:
+    """``sd_notify()``: send ``message`` (``KEY=VALUE`` lines) with ``fds``
+    attached (``SCM_RIGHTS``, at most 253) to ``$NOTIFY_SOCKET``. ``False`` when
+    it is unset or empty (nobody listens). ``ActivationError`` for a malformed
+    ``NOTIFY_SOCKET``; ``OSError`` with its errno when sending fails."""
+
+def notify_send(address: str, message: str, fds: Sequence[int] = ...) -> None:
+    """Send one notification to the ``NOTIFY_SOCKET`` value ``address`` (a
+    path, ``@abstract`` or ``vsock:CID:PORT``). Errors as for ``notify()``."""
+
+def watchdog_usec(watchdog_usec: str | None, watchdog_pid: str | None) -> int | None:
+    """The watchdog interval in microseconds from the values of
+    ``WATCHDOG_USEC`` and ``WATCHDOG_PID``, or ``None`` when no watchdog is
+    asked of this process. ``ActivationError`` for malformed values."""
 
 @final
 class Launcher:
-    """Holds sockets and runs a command on them, restarting it without refusing
-    a connection (the engine of ``listenfd run``). Starts at construction."""
+    """The ``listenfd run`` engine (Linux): holds the sockets, runs ``command``
+    on them at fds 3.. and restarts it without refusing a connection. Opens the
+    sockets and starts the command at construction; errors surface there
+    (``ValueError`` for a bad option, ``OSError`` for a socket that cannot be
+    opened, ``FileExistsError`` for a file at a unix path).
+
+    The keyword arguments mirror ``listenfd run``'s options: ``sockets`` (``-s``
+    specs), ``backlog``, ``unix_mode``, ``defer_accept`` (seconds; ``None``: 1
+    for ``http::``/``https::``, off for ``tcp::``), ``no_pid``, ``watch``,
+    ``ignore``, ``debounce``, ``restart_mode``, ``ready_timeout``,
+    ``ready_delay``, ``stop_timeout`` (seconds), ``stop_signal`` (a name or a
+    number), ``notify_access``; ``handle_signals`` makes it act on SIGHUP,
+    SIGINT and SIGTERM like the command line; ``verbose`` prints progress."""
 
     def __new__(
         cls,
@@ -77,29 +170,38 @@ class Launcher:
         no_pid: bool = False,
         watch: Sequence[str | os.PathLike[str]] = ...,
         ignore: Sequence[str] = ...,
-        debounce: float = 0.1,
-        restart_mode: str = "overlap",
-        ready_timeout: float = 30.0,
-        ready_delay: float = 2.0,
-        stop_timeout: float = 10.0,
-        stop_signal: str = "SIGTERM",
-        notify_access: str = "main",
+        debounce: float = ...,
+        restart_mode: Literal["overlap", "stop-start"] = ...,
+        ready_timeout: float = ...,
+        ready_delay: float = ...,
+        stop_timeout: float = ...,
+        stop_signal: str | int = ...,
+        notify_access: Literal["main", "all"] = ...,
         handle_signals: bool = False,
         verbose: bool = True,
     ) -> Launcher: ...
     @property
-    def pid(self) -> int | None: ...
+    def pid(self) -> int | None:
+        """The pid of the child serving now, or ``None`` between children."""
     @property
-    def sockets(self) -> list[str]: ...
+    def sockets(self) -> list[str]:
+        """One line per held socket: ``http://127.0.0.1:8000/ -> fd 3 (web)``."""
     @property
-    def exit_code(self) -> int | None: ...
-    def ready(self) -> Awaitable[int]: ...
-    def restart(self) -> Awaitable[int]: ...
-    def stop(self) -> Awaitable[int]: ...
-    def wait(self) -> int: ...
+    def exit_code(self) -> int | None:
+        """The exit status (the last child's), once the launcher has stopped."""
+    def ready(self) -> Awaitable[int]:
+        """Await the current child's readiness (``READY=1``, or ``ready_delay``
+        for a child that never notifies); its pid. ``RuntimeError`` if it exits
+        first. Await it inside a running asyncio loop."""
+    def restart(self) -> Awaitable[int]:
+        """Restart the child (overlap or stop-start, as configured); the new
+        child's pid once ready, or ``RuntimeError`` saying why it was given up
+        (in overlap mode the old child then keeps serving)."""
+    def stop(self) -> Awaitable[int]:
+        """Stop the children and the launcher; the exit status."""
+    def wait(self) -> int:
+        """Block until the launcher finishes, releasing the interpreter; Ctrl-C
+        asks it to stop the child in order. The exit status."""
     def __enter__(self) -> Launcher: ...
-    def __exit__(self, *_exc: object) -> bool: ...
-
-def notify_send(address: str, message: str, fds: Sequence[int] = ...) -> None: ...
-def watchdog_usec(watchdog_usec: str | None, watchdog_pid: str | None) -> int | None: ...
-def fdname_problem(name: str) -> str | None: ...
+    def __exit__(self, *_exc: object) -> bool:
+        """Stop the children and the launcher, waiting for them."""

@@ -13,7 +13,8 @@ import os
 import time
 from collections.abc import Sequence
 
-from listenfd._listenfd import fdname_problem, notify_send, watchdog_usec
+from listenfd._listenfd import fdname_problem, watchdog_usec
+from listenfd._listenfd import notify as _notify
 
 __all__ = [
     "extend_timeout",
@@ -31,11 +32,7 @@ __all__ = [
 
 def notify(message: str, fds: Sequence[int] = ()) -> bool:
     """Send ``message`` (``KEY=VALUE`` lines) with ``fds`` attached (at most 253)."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    notify_send(address, message, list(fds))
-    return True
+    return _notify(message, list(fds))
 
 
 def ready() -> bool:

@@ -4,21 +4,40 @@
 //! - `spec`: the `-s [NAME=][KIND::]ADDRESS` syntax;
 //! - `open`: opening (and cleaning up) the held sockets;
 //! - `spawn`: fork/exec with the sockets at 3.. and the child's own `LISTEN_PID`;
+//! - `signals`: signal names and wait statuses;
 //! - `watch`: file watching and ignore rules;
-//! - `supervise`: the restart policy (overlap or stop-start), signals, readiness.
+//! - `fdstore`: the fds children store with `FDSTORE=1`;
+//! - `engine`: the restart policy (overlap or stop-start) as a state machine;
+//! - `handle`: the launcher's thread and event loop, and the real children.
 
+// Opening sockets works on any Unix (bind_or_inherit's fresh binds use it);
+// running children needs Linux: pidfds, PR_SET_PDEATHSIG, close_range.
+#[cfg(target_os = "linux")]
+pub mod engine;
+#[cfg(target_os = "linux")]
+pub mod fdstore;
+#[cfg(target_os = "linux")]
+pub mod handle;
 pub mod open;
+#[cfg(target_os = "linux")]
+pub mod signals;
+#[cfg(target_os = "linux")]
 pub mod spawn;
 pub mod spec;
-pub mod supervise;
+#[cfg(target_os = "linux")]
 pub mod watch;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
+pub use engine::Status;
+#[cfg(target_os = "linux")]
+pub use handle::Launcher;
+#[cfg(target_os = "linux")]
+pub use signals::parse_signal;
 pub use spec::SocketSpec;
-pub use supervise::{Launcher, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartMode {
@@ -89,39 +108,9 @@ impl Config {
     }
 }
 
-/// `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    Some(match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "WINCH" => libc::SIGWINCH,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("SIGTERM"), Some(libc::SIGTERM));
-        assert_eq!(parse_signal("int"), Some(libc::SIGINT));
-        assert_eq!(parse_signal("QUIT"), Some(libc::SIGQUIT));
-        assert_eq!(parse_signal("9"), Some(9));
-        assert_eq!(parse_signal("0"), None);
-        assert_eq!(parse_signal("SIGNOPE"), None);
-    }
 
     #[test]
     fn restart_modes() {

@@ -21,7 +21,7 @@ pub struct HeldSocket {
     /// The address actually bound (port 0 resolved).
     pub local: Option<SocketAddr>,
     /// A unix path we created, removed on drop if it is still ours.
-    _unix_path: Option<CreatedPath>,
+    unix_path: Option<CreatedPath>,
 }
 
 #[derive(Debug)]
@@ -29,10 +29,14 @@ struct CreatedPath {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    remove_on_drop: bool,
 }
 
 impl Drop for CreatedPath {
     fn drop(&mut self) {
+        if !self.remove_on_drop {
+            return;
+        }
         // Only the very file we created: someone may have replaced it since.
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {
@@ -43,6 +47,15 @@ impl Drop for CreatedPath {
 }
 
 impl HeldSocket {
+    /// The socket alone, for an owner that does not remove a unix path when
+    /// it closes the socket (a Python `socket.socket`): the path stays.
+    pub fn into_fd_keeping_path(mut self) -> OwnedFd {
+        if let Some(path) = self.unix_path.as_mut() {
+            path.remove_on_drop = false;
+        }
+        self.fd
+    }
+
     /// `listenfd: http://127.0.0.1:8000/ -> fd 3 (web)`, with the real port.
     pub fn describe(&self, fd: RawFd) -> String {
         let mut spec = self.spec.clone();
@@ -110,6 +123,7 @@ fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<Hel
             sock.bind(&(*addr).into())
                 .map_err(|e| open_error(spec, "binding", e))?;
             if kind == Type::STREAM {
+                #[cfg(any(target_os = "linux", target_os = "android"))]
                 if let Some(secs) = options.defer_accept.or(spec.kind.default_defer_accept()) {
                     crate::inspect::set_defer_accept(sock.as_fd(), secs)
                         .map_err(|e| open_error(spec, "TCP_DEFER_ACCEPT on", e))?;
@@ -122,7 +136,7 @@ fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<Hel
                 spec: spec.clone(),
                 fd: sock.into(),
                 local,
-                _unix_path: None,
+                unix_path: None,
             })
         }
         Address::Unix(path) => {
@@ -143,6 +157,7 @@ fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<Hel
                 path: path.clone(),
                 dev: meta.dev(),
                 ino: meta.ino(),
+                remove_on_drop: true,
             };
             if let Some(mode) = unix_mode {
                 let c_path = CString::new(path.as_os_str().as_bytes())
@@ -158,7 +173,7 @@ fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<Hel
                 spec: spec.clone(),
                 fd: sock.into(),
                 local: None,
-                _unix_path: Some(created),
+                unix_path: Some(created),
             })
         }
     }

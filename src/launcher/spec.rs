@@ -1,10 +1,12 @@
 //! `-s [NAME=][KIND::]ADDRESS`: what socket the launcher opens.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::activation::fdname_problem;
+use crate::address::parse_host_port;
+use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -16,18 +18,13 @@ pub enum Kind {
     Udp,
 }
 
-/// `TCP_DEFER_ACCEPT` seconds `http::`/`https::` sockets get unless told
-/// otherwise: clients of those protocols speak first, so deferring costs them
-/// nothing, and a server that stops never holds a connection it has not read.
-pub const DEFAULT_DEFER_ACCEPT_SECS: u32 = 1;
-
 impl Kind {
     /// `TCP_DEFER_ACCEPT` when `--defer-accept` is not given: on for HTTP(S),
     /// the kernel default (off) for plain `tcp::`, whose protocol may make the
     /// server speak first.
     pub fn default_defer_accept(self) -> Option<u32> {
         match self {
-            Kind::Http | Kind::Https => Some(DEFAULT_DEFER_ACCEPT_SECS),
+            Kind::Http | Kind::Https => Some(crate::inspect::DEFAULT_DEFER_ACCEPT_SECS),
             Kind::Tcp | Kind::Unix | Kind::Udp => None,
         }
     }
@@ -59,18 +56,11 @@ pub struct SocketSpec {
     pub address: Address,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("-s {spec:?}: {problem}")]
-pub struct SpecError {
-    pub spec: String,
-    pub problem: String,
-}
-
 impl SocketSpec {
     /// Parse `[NAME=][KIND::]ADDRESS`. ADDRESS is `PORT` (127.0.0.1),
-    /// `HOST:PORT`, `[V6]:PORT`, or a path for `unix::`.
-    pub fn parse(spec: &str) -> Result<Self, SpecError> {
-        let fail = |problem: String| SpecError {
+    /// `HOST:PORT`, `[V6]:PORT` (see `crate::address`), or a path for `unix::`.
+    pub fn parse(spec: &str) -> Result<Self, Error> {
+        let fail = |problem: String| Error::InvalidSocketSpec {
             spec: spec.to_owned(),
             problem,
         };
@@ -128,28 +118,9 @@ impl SocketSpec {
 }
 
 fn parse_inet(address: &str) -> Result<SocketAddr, String> {
-    if address.bytes().all(|b| b.is_ascii_digit()) {
-        let port: u16 = address
-            .parse()
-            .map_err(|_| format!("port {address} is out of range 0..65535"))?;
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    if let Ok(addr) = address.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(format!(
-            "expected PORT, HOST:PORT or [V6]:PORT, got {address:?}"
-        ));
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{port:?} is not a port number (0..65535)"))?;
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host:?} resolves to no address"))
+    parse_host_port(address)?
+        .ok_or_else(|| format!("expected PORT, HOST:PORT or [V6]:PORT, got {address:?}"))?
+        .resolve()
 }
 
 impl fmt::Display for SocketSpec {

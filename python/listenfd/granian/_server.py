@@ -1,0 +1,274 @@
+"""Granian's server classes, able to serve on a socket passed by systemd."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from granian.errors import FatalError
+from granian.log import logger as _granian_logger
+from granian.server import Server as _GranianServer
+
+from listenfd import notify
+from listenfd._bind import Address, choose, describe_address
+from listenfd._listenfd import (
+    DEFAULT_DEFER_ACCEPT_SECS,
+    ActivationError,
+    InheritedSocket,
+    bind_fresh,
+    from_systemd,
+)
+from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
+from listenfd.granian._readiness import Readiness
+from listenfd.granian._watchdog import Watchdog
+
+# The FDNAME= of the socket --systemd-fdstore stores (unless --systemd-socket-name).
+FDSTORE_NAME = "granian"
+
+
+class SystemdSocketMixin:
+    """Makes a Granian server class (process or thread workers) able to serve on
+    a socket passed by systemd; see `Granian`."""
+
+    # Set by Granian's AbstractServer; declared for the type checker.
+    bind_uds: Any
+    bind_addr: str
+    bind_port: int
+    backlog: int
+    _ssp: Any
+    _shd: Any
+    _sfd: Any
+    _sso: Any
+    workers: int
+    on_reload: Callable[[Callable[[], Any]], Any]
+
+    def __init__(
+        self,
+        *args: Any,
+        systemd_socket: bool = False,
+        systemd_socket_name: str | None = None,
+        systemd_fdstore: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.systemd_socket = systemd_socket or systemd_socket_name is not None or systemd_fdstore
+        self.systemd_socket_name = systemd_socket_name
+        self.systemd_fdstore = systemd_fdstore
+        self._listenfd_source: str | None = None
+        self._listenfd_address: str | None = None
+        self._listenfd_backlog = 0
+        if self.systemd_socket:
+            try:
+                check_granian(self, type(self))
+            except GranianIncompatible as exc:
+                _granian_logger.error(str(exc))
+                raise FatalError(str(exc)) from None
+        # sd_notify from the main process (so NotifyAccess=main accepts it),
+        # whenever the service manager listens.
+        self._listenfd_readiness: Readiness | None = None
+        if self.systemd_socket and os.environ.get("NOTIFY_SOCKET"):
+            self._listenfd_readiness = Readiness(self)
+            self.on_reload(self._listenfd_readiness.reloading)
+            interval = notify.watchdog_interval()
+            if interval is not None:
+                Watchdog(self, interval).start()
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> Any:
+        if self._listenfd_readiness is not None:
+            notify.stopping()
+        return super().shutdown(*args, **kwargs)  # type: ignore[misc]
+
+    def _reload(self, *args: Any, **kwargs: Any) -> Any:
+        readiness = self._listenfd_readiness
+        if readiness is None:
+            return super()._reload(*args, **kwargs)  # type: ignore[misc]
+        # The new workers load while old ones still serve: READY=1 (reload
+        # done) only once no request can reach the old code any more.
+        readiness.old_workers_running = True
+        result = super()._reload(*args, **kwargs)  # type: ignore[misc]
+        readiness.old_workers_stopped(loaded_in_main=not is_process_server(self))
+        return result
+
+    def _spawn_workers(self, *args: Any, **kwargs: Any) -> Any:
+        result = super()._spawn_workers(*args, **kwargs)  # type: ignore[misc]
+        if self._listenfd_readiness is not None and not is_process_server(self):
+            # Thread workers serve an app the main thread already loaded.
+            self._listenfd_readiness.all_loaded()
+        return result
+
+    @property
+    def _bind_addr_fmt(self) -> str:
+        if self._listenfd_address is not None:
+            return f"{self._listenfd_address} ({self._listenfd_source})"
+        return str(super()._bind_addr_fmt)  # type: ignore[misc]
+
+    def _wanted_address(self) -> Address:
+        if self.bind_uds:
+            return str(self.bind_uds)
+        return (str(self.bind_addr), int(self.bind_port))
+
+    def _fail(self, message: str) -> NoReturn:
+        _granian_logger.error(message)
+        raise FatalError(message)
+
+    def _init_shared_socket(self) -> None:
+        if not self.systemd_socket:
+            super()._init_shared_socket()  # type: ignore[misc]
+            return
+        try:
+            sockets = from_systemd()
+        except ActivationError as exc:
+            self._fail(f"--systemd-socket: {exc}")
+        wanted = self._wanted_address()
+        name = self.systemd_socket_name
+        if self.systemd_fdstore and name is None:
+            name = FDSTORE_NAME
+        chosen, reason = choose(wanted, name, sockets)
+        if chosen is None and self.systemd_fdstore and not sockets:
+            self._bind_and_store(wanted, name or FDSTORE_NAME)
+            return
+        if chosen is None:
+            if sockets:
+                self._fail(
+                    f"--systemd-socket: {reason}. Pick one with --systemd-socket-name "
+                    f"(FileDescriptorName= in the socket unit) or --host/--port/--uds."
+                )
+            super()._init_shared_socket()  # type: ignore[misc]
+            _granian_logger.info(f"--systemd-socket: {reason}; bound {self._bind_addr_fmt}")
+            return
+        if chosen.type != socket.SOCK_STREAM or not chosen.listening:
+            self._fail(
+                f"--systemd-socket: fd {chosen.fd} (name {chosen.name!r}) was chosen because "
+                f"{reason}, but it is {chosen!r}: expected a listening stream socket "
+                f"(ListenStream= with Accept=no in the socket unit)"
+            )
+        if chosen.defer_accept == 0:
+            _granian_logger.warning(
+                f"--systemd-socket: fd {chosen.fd} {chosen.name!r} has no TCP_DEFER_ACCEPT, so "
+                "a connection accepted but not yet read when Granian stops is closed "
+                "unanswered (a failed request at every restart): add DeferAcceptSec=1 to the "
+                "socket unit (listenfd run's http:: sockets have it)"
+            )
+        unchosen = [s for s in sockets if s is not chosen]
+        if unchosen:
+            _granian_logger.warning(
+                "--systemd-socket: left open and unused: " + ", ".join(repr(s) for s in unchosen)
+            )
+            for s in unchosen:
+                s.detach()  # leave them open: another part of the service may want them
+        self._adopt(chosen, reason)
+
+    def _bind_and_store(self, wanted: Address, name: str) -> None:
+        """--systemd-fdstore without a stored socket yet: bind one socket for
+        all workers and hand it to the service manager's FD store, so that the
+        next start takes it back and no connection is refused in between."""
+        sock = socket.socket(fileno=bind_fresh(wanted, self.backlog))
+        is_uds = sock.family == socket.AF_UNIX
+        if not is_uds:
+            # What DeferAcceptSec= would do: a restart never cuts a connection
+            # the old Granian accepted but had not read yet.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFAULT_DEFER_ACCEPT_SECS)
+        address = describe_address(sock.getsockname())
+        fd = sock.detach()
+        try:
+            stored = notify.store_fds(name, [fd], poll=False)
+        except OSError as exc:
+            os.close(fd)
+            self._fail(f"--systemd-fdstore: storing the socket failed: {exc}")
+        if not stored:
+            _granian_logger.warning(
+                "--systemd-fdstore: NOTIFY_SOCKET is not set, so the socket was not stored; "
+                "the next start binds a new one"
+            )
+        source = f"bound, stored in the FD store as {name!r}" if stored else "bound"
+        self._adopt_fd(fd, is_uds, self.backlog, address, source)
+        _granian_logger.info(f"--systemd-fdstore: no stored socket {name!r} yet; {source}")
+
+    def _adopt(self, chosen: InheritedSocket, reason: str) -> None:
+        # Keep the backlog the service manager gave the socket (Backlog=):
+        # Granian's workers call listen() again with the holder's value.
+        backlog = chosen.backlog or self.backlog
+        address = describe_address(chosen.address)
+        self._adopt_fd(
+            chosen.detach(),
+            chosen.family == socket.AF_UNIX,
+            backlog,
+            address,
+            f"fd {chosen.fd} {chosen.name!r}, from systemd",
+        )
+        _granian_logger.info(
+            f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, "
+            f"backlog {backlog}) because {reason}"
+        )
+
+    def _adopt_fd(self, fd: int, is_uds: bool, backlog: int, address: str, source: str) -> None:
+        """Serve every worker from the listening socket `fd`, which this
+        process now owns."""
+        from granian._granian import SocketHolder
+
+        if not is_uds:
+            # Granian sets TCP_NODELAY on sockets it binds; accepted sockets
+            # inherit it from the listener.
+            sock = socket.socket(fileno=fd)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            finally:
+                sock.detach()
+        # systemd owns the unix path: Granian unlinks bind_uds at shutdown.
+        self.bind_uds = None
+        self._listenfd_address = f"unix:{address}" if is_uds else address
+        self._listenfd_source = source
+        self._listenfd_backlog = backlog
+        self._ssp = None
+        self._shd = SocketHolder(fd, is_uds, backlog)  # type: ignore[call-arg]
+        self._sfd = fd
+        self._after_adopt(fd)
+
+    def _after_adopt(self, fd: int) -> None:
+        # MPServer._init_shared_socket() also keeps the shared socket as an
+        # inheritable socket object (_sso): the `spawn` start method needs it
+        # so the fd reaches the worker at the same number.
+        if is_process_server(self):
+            sock = socket.socket(fileno=fd)
+            sock.set_inheritable(True)
+            self._sso = sock
+
+    def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
+        readiness = self._listenfd_readiness
+        if readiness is not None and is_process_server(self) and "callback_loader" in kwargs:
+            # Granian calls _spawn_worker(idx=, target=, callback_loader=); the
+            # loader runs in the worker, so wrapping it tells us when the app
+            # is loaded there.
+            kwargs["callback_loader"] = readiness.wrap(kwargs["callback_loader"], kwargs["idx"])
+        # Thread workers (free-threaded builds) share one process, and Granian's
+        # Rust side closes the fd of a worker's holder when the worker stops:
+        # each thread worker gets a holder on its own dup of the fd.
+        if self._listenfd_address is None or is_process_server(self):
+            return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
+        from granian._granian import SocketHolder
+
+        shared = self._shd
+        self._shd = SocketHolder(  # type: ignore[call-arg]
+            os.dup(self._sfd), shared.is_uds(), self._listenfd_backlog
+        )
+        try:
+            return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._shd = shared
+
+
+class Granian(SystemdSocketMixin, _GranianServer):  # type: ignore[misc,valid-type]
+    """Granian's server, able to serve on a socket passed by systemd.
+
+    ``systemd_socket=True``: take the listening socket from the service manager
+    (``LISTEN_FDS``), chosen by ``systemd_socket_name``, else by the address
+    (``address``/``port`` or ``uds``), else the only one passed; with none
+    passed, Granian binds as usual. ``systemd_socket_name`` implies
+    ``systemd_socket``. ``systemd_fdstore=True``: with nothing passed, bind one
+    socket for all workers and keep it in the service manager's FD store, so
+    the next start takes it back (implies ``systemd_socket``). For another
+    Granian server class (the thread-worker ``MTServer`` of free-threaded
+    builds), mix in `SystemdSocketMixin` the same way.
+    """

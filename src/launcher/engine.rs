@@ -1,0 +1,916 @@
+//! The restart policy as a state machine.
+//!
+//! The engine decides; it does no I/O of its own. What starts and signals a
+//! child ([`Children`]) and what tells the time ([`Clock`]) are injected, so
+//! the driver (`handle.rs`) plugs in real processes and the monotonic clock,
+//! and the tests below plug in fakes and play every transition.
+//!
+//! Children: at most one `current` (serving, or starting before its first
+//! READY=1), at most one `pending` (overlap: the new child, until it is
+//! ready), and any number `stopping` (stop signal sent, SIGKILL at a
+//! deadline).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use super::fdstore::{FdStore, Refused};
+use super::signals::{describe_status, exit_code};
+use super::RestartMode;
+use crate::error::Result;
+use crate::notify::Notification;
+
+/// What the engine needs of the processes it runs.
+pub trait Children {
+    /// Fork/exec a new child with the held sockets and the stored fds at
+    /// 3.. (its own `LISTEN_PID`); its pid, and a line describing it.
+    fn spawn(&mut self, store: &FdStore) -> Result<(u32, String)>;
+    /// Send `signal` to the child `pid`. SIGKILL also goes to its group.
+    fn signal(&mut self, pid: u32, signal: i32);
+    /// Is `pid` a descendant of the child `child` (`--notify-access all`)?
+    fn is_descendant(&self, pid: u32, child: u32) -> bool;
+}
+
+pub trait Clock {
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// The engine's share of the launcher's configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub restart_mode: RestartMode,
+    /// How long a new child may take to become ready before it is given up.
+    pub ready_timeout: Duration,
+    /// A child that sends nothing on `NOTIFY_SOCKET` counts as ready after this.
+    pub ready_delay: Duration,
+    /// After the stop signal, SIGKILL follows after this.
+    pub stop_timeout: Duration,
+    pub stop_signal: i32,
+    /// Trust READY=1 from the child's descendants too.
+    pub notify_access_all: bool,
+    /// Quiet time after a file change before restarting.
+    pub debounce: Duration,
+}
+
+/// What an embedded user (the Python `Launcher`) can see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The child currently serving (or starting, before the first READY).
+    pub pid: Option<u32>,
+    pub ready: bool,
+    /// Set once the launcher has stopped: the exit status it returns.
+    pub exit_code: Option<i32>,
+    /// Counts children that exited (or were given up) before they were ready.
+    pub failures: u64,
+    /// Why the last of them failed.
+    pub last_failure: String,
+}
+
+/// The answer to a restart request: the new child's pid, or why it failed.
+pub type RestartResult = std::result::Result<u32, String>;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+struct Child {
+    pid: u32,
+    started: Instant,
+    ready: bool,
+    /// Sent anything on NOTIFY_SOCKET: then it is ready only by READY=1.
+    notifies: bool,
+    /// When a stopping child gets SIGKILL.
+    kill_at: Option<Instant>,
+}
+
+pub struct Engine<C: Children, K: Clock> {
+    policy: Policy,
+    children: C,
+    clock: K,
+    /// Progress lines, taken by the driver (`take_log`).
+    log: Vec<String>,
+    /// fds children stored with FDSTORE=1, passed to every later child.
+    pub fd_store: FdStore,
+    status: watch::Sender<Status>,
+    current: Option<Child>,
+    pending: Option<Child>,
+    stopping: HashMap<u32, Child>,
+    /// stop-start: the pid whose exit starts the next child.
+    start_after: Option<u32>,
+    waiters: Vec<oneshot::Sender<RestartResult>>,
+    change: Option<(Instant, PathBuf)>,
+    auto_restart_at: Option<Instant>,
+    backoff: Duration,
+    shutting_down: bool,
+    last_status: Option<i32>,
+}
+
+impl<C: Children, K: Clock> Engine<C, K> {
+    pub fn new(policy: Policy, children: C, clock: K, status: watch::Sender<Status>) -> Self {
+        Engine {
+            policy,
+            children,
+            clock,
+            log: Vec::new(),
+            fd_store: FdStore::default(),
+            status,
+            current: None,
+            pending: None,
+            stopping: HashMap::new(),
+            start_after: None,
+            waiters: Vec::new(),
+            change: None,
+            auto_restart_at: None,
+            backoff: FIRST_BACKOFF,
+            shutting_down: false,
+            last_status: None,
+        }
+    }
+
+    /// Start the first child; an error here means the launcher cannot run.
+    pub fn start(&mut self) -> Result<()> {
+        let child = self.spawn_child()?;
+        self.current = Some(child);
+        self.publish();
+        Ok(())
+    }
+
+    pub fn children(&self) -> &C {
+        &self.children
+    }
+
+    /// The progress lines since the last call.
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
+    }
+
+    fn say(&mut self, message: impl Into<String>) {
+        self.log.push(message.into());
+    }
+
+    fn publish(&self) {
+        let current = self.current.as_ref();
+        self.status.send_modify(|s| {
+            s.pid = current.map(|c| c.pid);
+            s.ready = current.is_some_and(|c| c.ready);
+        });
+    }
+
+    fn spawn_child(&mut self) -> Result<Child> {
+        let (pid, display) = self.children.spawn(&self.fd_store)?;
+        self.say(format!("started pid {pid}: {display}"));
+        Ok(Child {
+            pid,
+            started: self.clock.now(),
+            ready: false,
+            notifies: false,
+            kill_at: None,
+        })
+    }
+
+    fn stop_child(&mut self, mut child: Child, why: &str) {
+        self.say(format!("stopping pid {} ({why})", child.pid));
+        self.children.signal(child.pid, self.policy.stop_signal);
+        child.kill_at = Some(self.clock.now() + self.policy.stop_timeout);
+        self.stopping.insert(child.pid, child);
+    }
+
+    fn record_failure(&mut self, why: &str) {
+        self.status.send_modify(|s| {
+            s.failures += 1;
+            why.clone_into(&mut s.last_failure);
+        });
+    }
+
+    fn fail_waiters(&mut self, why: &str) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Err(why.to_owned()));
+        }
+    }
+
+    fn ready_waiters(&mut self, pid: u32) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Ok(pid));
+        }
+    }
+
+    /// A restart asked for by an API user; `waiter` gets the outcome.
+    pub fn request_restart(&mut self, waiter: oneshot::Sender<RestartResult>) {
+        if self.shutting_down {
+            let _ = waiter.send(Err("the launcher is stopping".into()));
+            return;
+        }
+        self.waiters.push(waiter);
+        self.begin_restart("requested");
+    }
+
+    /// SIGHUP.
+    pub fn on_hangup(&mut self) {
+        self.begin_restart("SIGHUP");
+    }
+
+    /// A watched file changed: restart once changes stop for `debounce`.
+    pub fn on_change(&mut self, path: PathBuf) {
+        let at = self.clock.now() + self.policy.debounce;
+        let first = self.change.take().map_or(path, |(_, p)| p);
+        self.change = Some((at, first));
+    }
+
+    fn begin_restart(&mut self, reason: &str) {
+        if self.shutting_down {
+            return;
+        }
+        self.auto_restart_at = None;
+        self.say(format!("restarting: {reason}"));
+        if let Some(pending) = self.pending.take() {
+            self.stop_child(pending, "superseded by a newer restart");
+        }
+        let overlap = self.policy.restart_mode == RestartMode::Overlap;
+        match self.current.take() {
+            Some(old) if !overlap => {
+                self.start_after = Some(old.pid);
+                self.stop_child(old, "stop-start restart");
+                self.publish();
+            }
+            Some(old) => {
+                self.current = Some(old);
+                match self.spawn_child() {
+                    Ok(child) => self.pending = Some(child),
+                    Err(e) => {
+                        self.say(format!(
+                            "cannot start the new child: {e}; the old one keeps serving"
+                        ));
+                        self.fail_waiters(&e.to_string());
+                    }
+                }
+            }
+            None => self.start_now(),
+        }
+    }
+
+    fn start_now(&mut self) {
+        match self.spawn_child() {
+            Ok(child) => {
+                self.current = Some(child);
+                self.publish();
+            }
+            Err(e) => {
+                self.say(format!("cannot start the child: {e}"));
+                self.fail_waiters(&e.to_string());
+                self.schedule_auto_restart();
+            }
+        }
+    }
+
+    fn schedule_auto_restart(&mut self) {
+        self.auto_restart_at = Some(self.clock.now() + self.backoff);
+        self.say(format!("restarting in {:.1}s", self.backoff.as_secs_f64()));
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn mark_ready(&mut self, pid: u32, how: &str) {
+        if self.pending.as_ref().is_some_and(|p| p.pid == pid) {
+            let mut new = self.pending.take().expect("checked");
+            new.ready = true;
+            self.say(format!("pid {pid} is ready ({how})"));
+            if let Some(old) = self.current.take() {
+                self.stop_child(old, "replaced by a ready child");
+            }
+            self.current = Some(new);
+        } else if let Some(current) = self.current.as_mut().filter(|c| c.pid == pid && !c.ready) {
+            current.ready = true;
+            self.say(format!("pid {pid} is ready ({how})"));
+        } else {
+            return;
+        }
+        self.backoff = FIRST_BACKOFF;
+        self.publish();
+        self.ready_waiters(pid);
+    }
+
+    /// Which child a notification comes from, if we trust it.
+    fn sender(&self, pid: Option<u32>) -> Option<u32> {
+        let pid = pid?;
+        // A child being stopped still reports (STOPPING=1, STATUS=); its
+        // READY=1 no longer changes anything (mark_ready ignores it).
+        [self.pending.as_ref(), self.current.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(self.stopping.values())
+            .find_map(|c| {
+                let trusted = c.pid == pid
+                    || (self.policy.notify_access_all && self.children.is_descendant(pid, c.pid));
+                trusted.then_some(c.pid)
+            })
+    }
+
+    /// One datagram from `NOTIFY_SOCKET`. Fds attached to anything but an
+    /// accepted `FDSTORE=1` are closed when `message` is dropped.
+    pub fn on_notification(&mut self, message: Notification) {
+        let Some(child_pid) = self.sender(message.pid) else {
+            self.say(format!(
+                "ignored a notification from pid {}: not a child of this launcher",
+                message.pid.map_or("?".into(), |p| p.to_string())
+            ));
+            return;
+        };
+        for c in [self.pending.as_mut(), self.current.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if c.pid == child_pid {
+                c.notifies = true;
+            }
+        }
+        if let Some(status) = message.get("STATUS") {
+            self.say(format!("[pid {child_pid}] {status}"));
+        }
+        if message.get("STOPPING") == Some("1") {
+            self.say(format!("pid {child_pid} is stopping"));
+        }
+        if message.get("RELOADING") == Some("1") {
+            self.say(format!("pid {child_pid} is reloading"));
+        }
+        if message.get("FDSTOREREMOVE") == Some("1") {
+            let name = message.get("FDNAME").unwrap_or("");
+            let removed = self.fd_store.remove(name);
+            self.say(format!(
+                "[pid {child_pid}] removed {removed} stored fd(s) named {name:?}"
+            ));
+        }
+        let ready = message.get("READY") == Some("1");
+        if message.get("FDSTORE") == Some("1") && !message.fds.is_empty() {
+            let name = message.get("FDNAME").unwrap_or("stored").to_owned();
+            let Notification { fds, .. } = message;
+            let count = fds.len();
+            let line = match self.fd_store.store(&name, fds) {
+                Ok(added) => format!(
+                    "[pid {child_pid}] stored {added} fd(s) as {name:?} ({} already stored)",
+                    count - added
+                ),
+                Err(Refused::InvalidName(problem)) => format!(
+                    "[pid {child_pid}] FDNAME={name:?} is invalid ({problem}); {count} fd(s) dropped"
+                ),
+                Err(Refused::Full) => format!(
+                    "[pid {child_pid}] the FD store is full ({}); {count} fd(s) dropped",
+                    super::fdstore::MAX_STORED_FDS
+                ),
+            };
+            self.say(line);
+        }
+        if ready {
+            self.mark_ready(child_pid, "READY=1");
+        }
+    }
+
+    /// A child exited (and was reaped) with wait status `status`.
+    pub fn on_exit(&mut self, pid: u32, status: i32) {
+        if self.stopping.remove(&pid).is_some() {
+            self.say(format!("pid {pid} stopped ({})", describe_status(status)));
+            if self.start_after == Some(pid) {
+                self.start_after = None;
+                if self.shutting_down {
+                    self.last_status = Some(status);
+                } else {
+                    self.start_now();
+                }
+            }
+            return;
+        }
+        if self.pending.as_ref().is_some_and(|p| p.pid == pid) {
+            self.pending = None;
+            let old = self
+                .current
+                .as_ref()
+                .map_or("none".into(), |c| c.pid.to_string());
+            let why = format!(
+                "the new child pid {pid} exited before it was ready ({}); pid {old} keeps serving",
+                describe_status(status)
+            );
+            self.say(why.clone());
+            self.record_failure(&why);
+            self.fail_waiters(&why);
+            return;
+        }
+        if self.current.as_ref().is_some_and(|c| c.pid == pid) {
+            let child = self.current.take().expect("checked");
+            self.last_status = Some(status);
+            if self.shutting_down {
+                return;
+            }
+            let lived = self.clock.now().saturating_duration_since(child.started);
+            self.say(format!(
+                "pid {pid} exited by itself ({}) after {:.1}s",
+                describe_status(status),
+                lived.as_secs_f64()
+            ));
+            if let Some(pending) = self.pending.take() {
+                self.current = Some(pending);
+                self.publish();
+                return;
+            }
+            self.publish();
+            if !child.ready {
+                let why = format!(
+                    "pid {pid} exited before it was ready ({})",
+                    describe_status(status)
+                );
+                self.record_failure(&why);
+                self.fail_waiters(&why);
+            }
+            self.schedule_auto_restart();
+        }
+    }
+
+    /// SIGINT, SIGTERM, or a stop request: stop every child, then finish.
+    pub fn begin_shutdown(&mut self, why: &str) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.say(format!("stopping ({why})"));
+        self.auto_restart_at = None;
+        self.change = None;
+        if let Some(p) = self.pending.take() {
+            self.stop_child(p, why);
+        }
+        if let Some(c) = self.current.take() {
+            // Its status is the launcher's exit status.
+            self.start_after = Some(c.pid);
+            self.stop_child(c, why);
+        }
+        self.fail_waiters("the launcher is stopping");
+        self.publish();
+    }
+
+    /// When `on_deadline` wants to be called next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut deadlines = Vec::new();
+        if let Some(p) = &self.pending {
+            deadlines.push(p.started + self.policy.ready_timeout);
+            if !p.notifies {
+                deadlines.push(p.started + self.policy.ready_delay);
+            }
+        }
+        if let Some(c) = self.current.as_ref().filter(|c| !c.ready && !c.notifies) {
+            deadlines.push(c.started + self.policy.ready_delay);
+        }
+        deadlines.extend(self.stopping.values().filter_map(|c| c.kill_at));
+        deadlines.extend(self.change.as_ref().map(|(at, _)| *at));
+        deadlines.extend(self.auto_restart_at);
+        deadlines.into_iter().min()
+    }
+
+    pub fn on_deadline(&mut self) {
+        let now = self.clock.now();
+        let overdue: Vec<u32> = self
+            .stopping
+            .values()
+            .filter(|c| c.kill_at.is_some_and(|at| at <= now))
+            .map(|c| c.pid)
+            .collect();
+        for pid in overdue {
+            if let Some(child) = self.stopping.get_mut(&pid) {
+                child.kill_at = None;
+            }
+            let secs = self.policy.stop_timeout.as_secs_f64();
+            self.say(format!("pid {pid} did not stop within {secs:.1}s: SIGKILL"));
+            self.children.signal(pid, libc::SIGKILL);
+        }
+        if let Some(p) = &self.pending {
+            let pid = p.pid;
+            if !p.notifies && now >= p.started + self.policy.ready_delay {
+                let delay = self.policy.ready_delay.as_secs_f64();
+                self.mark_ready(
+                    pid,
+                    &format!("no notification within --ready-delay {delay}s"),
+                );
+            } else if now >= p.started + self.policy.ready_timeout {
+                let p = self.pending.take().expect("checked");
+                let why = format!(
+                    "the new child pid {} was not ready within --ready-timeout {:.1}s; \
+                     the old one keeps serving",
+                    p.pid,
+                    self.policy.ready_timeout.as_secs_f64()
+                );
+                self.say(why.clone());
+                self.stop_child(p, "not ready in time");
+                self.record_failure(&why);
+                self.fail_waiters(&why);
+            }
+        }
+        if let Some(c) = self.current.as_ref().filter(|c| !c.ready && !c.notifies) {
+            if now >= c.started + self.policy.ready_delay {
+                let pid = c.pid;
+                let delay = self.policy.ready_delay.as_secs_f64();
+                self.mark_ready(
+                    pid,
+                    &format!("no notification within --ready-delay {delay}s"),
+                );
+            }
+        }
+        if let Some((at, path)) = self.change.take() {
+            if at <= now {
+                self.begin_restart(&format!("{} changed", path.display()));
+            } else {
+                self.change = Some((at, path));
+            }
+        }
+        if self.auto_restart_at.is_some_and(|at| at <= now) {
+            self.auto_restart_at = None;
+            self.start_now();
+        }
+    }
+
+    /// Shut down and every child reaped: the driver may return.
+    pub fn finished(&self) -> bool {
+        self.shutting_down
+            && self.current.is_none()
+            && self.pending.is_none()
+            && self.stopping.is_empty()
+    }
+
+    /// The launcher's exit status: the last child's, as a shell reports it.
+    pub fn exit_code(&self) -> i32 {
+        self.last_status.map_or(0, exit_code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every transition, played with fake children and a fake clock.
+
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::launcher::signals::{exited, killed};
+
+    #[derive(Default)]
+    struct World {
+        next_pid: u32,
+        spawned: Vec<u32>,
+        signals: Vec<(u32, i32)>,
+        fail_spawn: bool,
+        /// child -> its descendants
+        descendants: HashMap<u32, Vec<u32>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeChildren(Rc<RefCell<World>>);
+
+    impl Children for FakeChildren {
+        fn spawn(&mut self, _store: &FdStore) -> Result<(u32, String)> {
+            let mut w = self.0.borrow_mut();
+            if w.fail_spawn {
+                return Err(crate::Error::os(
+                    "cannot execute app",
+                    std::io::Error::from_raw_os_error(libc::ENOENT),
+                ));
+            }
+            w.next_pid += 1;
+            let pid = 100 + w.next_pid;
+            w.spawned.push(pid);
+            Ok((pid, "app".into()))
+        }
+        fn signal(&mut self, pid: u32, signal: i32) {
+            self.0.borrow_mut().signals.push((pid, signal));
+        }
+        fn is_descendant(&self, pid: u32, child: u32) -> bool {
+            self.0
+                .borrow()
+                .descendants
+                .get(&child)
+                .is_some_and(|d| d.contains(&pid))
+        }
+    }
+
+    #[derive(Clone)]
+    struct FakeClock(Rc<Cell<Instant>>);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.0.get()
+        }
+    }
+
+    struct Harness {
+        engine: Engine<FakeChildren, FakeClock>,
+        world: Rc<RefCell<World>>,
+        clock: Rc<Cell<Instant>>,
+        status: watch::Receiver<Status>,
+    }
+
+    fn policy(mode: RestartMode) -> Policy {
+        Policy {
+            restart_mode: mode,
+            ready_timeout: Duration::from_secs(30),
+            ready_delay: Duration::from_secs(2),
+            stop_timeout: Duration::from_secs(10),
+            stop_signal: libc::SIGTERM,
+            notify_access_all: false,
+            debounce: Duration::from_millis(100),
+        }
+    }
+
+    fn started(mode: RestartMode) -> Harness {
+        let children = FakeChildren::default();
+        let world = children.0.clone();
+        let clock = Rc::new(Cell::new(Instant::now()));
+        let (tx, status) = watch::channel(Status::default());
+        let mut engine = Engine::new(policy(mode), children, FakeClock(clock.clone()), tx);
+        engine.start().unwrap();
+        Harness {
+            engine,
+            world,
+            clock,
+            status,
+        }
+    }
+
+    fn ready_msg(pid: u32) -> Notification {
+        Notification {
+            pid: Some(pid),
+            fields: vec![("READY".into(), "1".into())],
+            fds: Vec::new(),
+        }
+    }
+
+    impl Harness {
+        fn advance(&mut self, by: Duration) {
+            self.clock.set(self.clock.get() + by);
+            if self
+                .engine
+                .next_deadline()
+                .is_some_and(|d| d <= self.clock.get())
+            {
+                self.engine.on_deadline();
+            }
+        }
+        fn ready(&mut self, pid: u32) {
+            self.engine.on_notification(ready_msg(pid));
+        }
+        fn restart(&mut self) -> oneshot::Receiver<RestartResult> {
+            let (tx, rx) = oneshot::channel();
+            self.engine.request_restart(tx);
+            rx
+        }
+        fn spawned(&self) -> Vec<u32> {
+            self.world.borrow().spawned.clone()
+        }
+        fn signals(&self) -> Vec<(u32, i32)> {
+            self.world.borrow().signals.clone()
+        }
+        fn status(&self) -> Status {
+            self.status.borrow().clone()
+        }
+        fn log(&mut self) -> String {
+            self.engine.take_log().join("\n")
+        }
+    }
+
+    const TERM: i32 = libc::SIGTERM;
+    const KILL: i32 = libc::SIGKILL;
+
+    #[test]
+    fn first_child_ready_by_notification_or_delay() {
+        let mut h = started(RestartMode::Overlap);
+        assert_eq!(h.status().pid, Some(101));
+        assert!(!h.status().ready);
+        h.ready(101);
+        assert!(h.status().ready);
+
+        let mut silent = started(RestartMode::Overlap);
+        silent.advance(Duration::from_millis(1999));
+        assert!(!silent.status().ready);
+        silent.advance(Duration::from_millis(1));
+        assert!(silent.status().ready, "--ready-delay for a child that never notifies");
+        assert!(silent.log().contains("no notification within --ready-delay 2s"));
+    }
+
+    #[test]
+    fn overlap_hands_off_on_ready() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        let mut answer = h.restart();
+        assert_eq!(h.spawned(), [101, 102], "the new child starts first");
+        assert!(h.signals().is_empty(), "the old one serves meanwhile");
+        assert_eq!(h.status().pid, Some(101));
+        h.ready(102);
+        assert_eq!(h.signals(), [(101, TERM)], "then the old one stops");
+        assert_eq!(h.status().pid, Some(102));
+        assert_eq!(answer.try_recv(), Ok(Ok(102)));
+        h.engine.on_exit(101, killed(TERM));
+        assert!(h.log().contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
+    }
+
+    #[test]
+    fn stop_start_stops_first() {
+        let mut h = started(RestartMode::StopStart);
+        h.ready(101);
+        let mut answer = h.restart();
+        assert_eq!(h.signals(), [(101, TERM)]);
+        assert_eq!(h.spawned(), [101], "nothing starts before the old one is gone");
+        assert_eq!(h.status().pid, None);
+        h.engine.on_exit(101, exited(0));
+        assert_eq!(h.spawned(), [101, 102]);
+        h.ready(102);
+        assert_eq!(answer.try_recv(), Ok(Ok(102)));
+    }
+
+    #[test]
+    fn new_child_failing_before_ready_keeps_the_old_one() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        let mut answer = h.restart();
+        h.engine.on_exit(102, exited(3));
+        let why = answer.try_recv().unwrap().unwrap_err();
+        assert_eq!(
+            why,
+            "the new child pid 102 exited before it was ready (exit status 3); \
+             pid 101 keeps serving"
+        );
+        assert!(h.signals().is_empty());
+        assert_eq!(h.status().pid, Some(101));
+        assert!(h.status().ready);
+        assert_eq!(h.status().failures, 1);
+    }
+
+    #[test]
+    fn ready_timeout_gives_the_new_child_up() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        let mut answer = h.restart();
+        // It notifies (so --ready-delay does not apply), but never READY=1.
+        h.engine.on_notification(Notification {
+            pid: Some(102),
+            fields: vec![("STATUS".into(), "loading".into())],
+            fds: Vec::new(),
+        });
+        h.advance(Duration::from_secs(29));
+        assert!(answer.try_recv().is_err(), "still waiting");
+        h.advance(Duration::from_secs(1));
+        let why = answer.try_recv().unwrap().unwrap_err();
+        assert!(why.contains("not ready within --ready-timeout 30.0s"), "{why}");
+        assert_eq!(h.signals(), [(102, TERM)]);
+        assert_eq!(h.status().pid, Some(101));
+        // ... and is killed if it ignores the stop signal.
+        h.advance(Duration::from_secs(10));
+        assert_eq!(h.signals(), [(102, TERM), (102, KILL)]);
+    }
+
+    #[test]
+    fn sighup_during_a_hand_off_supersedes_the_pending_child() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        let mut first = h.restart();
+        h.engine.on_hangup();
+        assert_eq!(h.spawned(), [101, 102, 103]);
+        assert_eq!(h.signals(), [(102, TERM)], "the superseded one stops");
+        // A late READY=1 from the superseded child changes nothing.
+        h.ready(102);
+        assert_eq!(h.status().pid, Some(101));
+        h.ready(103);
+        assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
+        assert_eq!(h.status().pid, Some(103));
+        assert_eq!(first.try_recv(), Ok(Ok(103)), "the waiter gets the newest child");
+        h.engine.on_exit(102, killed(TERM));
+        h.engine.on_exit(101, killed(TERM));
+        assert_eq!(h.status().pid, Some(103));
+    }
+
+    #[test]
+    fn crash_backs_off_and_a_change_restarts_at_once() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        h.engine.on_exit(101, killed(KILL));
+        assert_eq!(h.status().pid, None);
+        assert!(h.log().contains("restarting in 0.1s"));
+        h.advance(Duration::from_millis(100));
+        assert_eq!(h.spawned(), [101, 102]);
+        // Crashing before ready doubles the back-off each time.
+        h.engine.on_exit(102, exited(1));
+        assert!(h.log().contains("restarting in 0.2s"));
+        h.advance(Duration::from_millis(200));
+        h.engine.on_exit(103, exited(1));
+        assert!(h.log().contains("restarting in 0.4s"));
+        // A file change does not wait for the back-off.
+        h.engine.on_change("app.py".into());
+        h.advance(Duration::from_millis(100));
+        assert_eq!(h.spawned(), [101, 102, 103, 104]);
+        assert!(h.log().contains("restarting: app.py changed"));
+        h.ready(104);
+        h.engine.on_exit(104, exited(1));
+        assert!(h.log().contains("restarting in 0.1s"), "ready resets the back-off");
+    }
+
+    #[test]
+    fn changes_are_debounced_into_one_restart() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        for _ in 0..5 {
+            h.engine.on_change("a.py".into());
+            h.advance(Duration::from_millis(50));
+        }
+        assert_eq!(h.spawned(), [101], "still changing");
+        h.advance(Duration::from_millis(50));
+        assert_eq!(h.spawned(), [101, 102]);
+    }
+
+    #[test]
+    fn stop_during_a_hand_off_stops_both_and_returns_the_current_status() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        let mut answer = h.restart();
+        h.engine.begin_shutdown("SIGTERM");
+        assert_eq!(answer.try_recv(), Ok(Err("the launcher is stopping".into())));
+        let mut signalled: Vec<_> = h.signals();
+        signalled.sort_unstable();
+        assert_eq!(signalled, [(101, TERM), (102, TERM)]);
+        assert!(!h.engine.finished());
+        h.engine.on_exit(102, killed(TERM));
+        assert!(!h.engine.finished());
+        h.engine.on_exit(101, exited(7));
+        assert!(h.engine.finished());
+        assert_eq!(h.engine.exit_code(), 7, "the serving child's status");
+        h.engine.on_hangup();
+        assert_eq!(h.spawned(), [101, 102], "nothing starts after shutdown began");
+    }
+
+    #[test]
+    fn notifications_from_strangers_are_ignored() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(999);
+        assert!(!h.status().ready);
+        assert!(h.log().contains("ignored a notification from pid 999"));
+        h.engine.on_notification(Notification {
+            pid: None,
+            fields: vec![("READY".into(), "1".into())],
+            fds: Vec::new(),
+        });
+        assert!(!h.status().ready, "no credentials, no trust");
+        h.world.borrow_mut().descendants.insert(101, vec![555]);
+        h.ready(555);
+        assert!(!h.status().ready, "a descendant only with --notify-access all");
+        h.engine.policy.notify_access_all = true;
+        h.ready(555);
+        assert!(h.status().ready);
+    }
+
+    #[test]
+    fn a_spawn_failure_keeps_the_old_child_or_backs_off() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        h.world.borrow_mut().fail_spawn = true;
+        let mut answer = h.restart();
+        assert!(answer.try_recv().unwrap().unwrap_err().contains("cannot execute app"));
+        assert_eq!(h.status().pid, Some(101));
+        let mut h = started(RestartMode::StopStart);
+        h.ready(101);
+        h.world.borrow_mut().fail_spawn = true;
+        drop(h.restart());
+        h.engine.on_exit(101, exited(0));
+        assert!(h.log().contains("cannot start the child"));
+        h.world.borrow_mut().fail_spawn = false;
+        h.advance(Duration::from_millis(100));
+        assert_eq!(h.spawned(), [101, 102], "retried after the back-off");
+    }
+
+    #[test]
+    fn fd_store_messages() {
+        use std::os::unix::net::UnixStream;
+        let mut h = started(RestartMode::Overlap);
+        let (a, _b) = UnixStream::pair().unwrap();
+        h.engine.on_notification(Notification {
+            pid: Some(101),
+            fields: vec![
+                ("FDSTORE".into(), "1".into()),
+                ("FDNAME".into(), "web".into()),
+                ("READY".into(), "1".into()),
+            ],
+            fds: vec![a.into()],
+        });
+        assert_eq!(h.engine.fd_store.len(), 1);
+        assert!(h.status().ready, "READY=1 in the same datagram counts");
+        h.engine.on_notification(Notification {
+            pid: Some(101),
+            fields: vec![
+                ("FDSTOREREMOVE".into(), "1".into()),
+                ("FDNAME".into(), "web".into()),
+            ],
+            fds: Vec::new(),
+        });
+        assert!(h.engine.fd_store.is_empty());
+        assert!(h.log().contains("removed 1 stored fd(s) named \"web\""));
+    }
+}

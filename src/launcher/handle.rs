@@ -1,0 +1,448 @@
+//! The running launcher: its thread, the event loop that feeds the engine,
+//! and the real children the engine drives.
+//!
+//! Children are forked from that one thread, and it lives as long as the
+//! launcher: `PR_SET_PDEATHSIG` fires when the *thread* that forked a child
+//! exits, so forking from a pool thread that later retires would kill the
+//! child for nothing.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::sleep_until;
+
+use super::engine::{Children, Engine, Policy, RestartResult, Status, SystemClock};
+use super::fdstore::FdStore;
+use super::open::{open_all, HeldSocket};
+use super::spawn::ChildPlan;
+use super::watch::{watch as watch_files, ChangeFilter};
+use super::Config;
+use crate::error::{Error, Result};
+use crate::notify::{is_descendant, NotifyReceiver};
+
+enum Request {
+    Restart(oneshot::Sender<RestartResult>),
+    Stop,
+}
+
+enum Event {
+    Exited { pid: u32, status: i32 },
+    Changed(PathBuf),
+}
+
+/// A running launcher: sockets held, a child supervised on its own thread.
+pub struct Launcher {
+    requests: mpsc::UnboundedSender<Request>,
+    status: watch::Receiver<Status>,
+    thread: Option<JoinHandle<i32>>,
+    /// The lines describing the sockets (`http://... -> fd 3 (web)`).
+    pub sockets: Vec<String>,
+}
+
+impl Launcher {
+    /// Open the sockets and the notify receiver (errors surface here, before
+    /// anything runs), then start the first child on the launcher's thread.
+    pub fn start(config: Config) -> Result<Launcher> {
+        let held = open_all(&config.sockets, config.open)?;
+        let sockets: Vec<String> = held
+            .iter()
+            .zip(3..)
+            .map(|(h, fd)| h.describe(fd))
+            .collect();
+        let receiver =
+            NotifyReceiver::bind().map_err(|e| Error::os("binding the notify socket", e))?;
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| k != "NOTIFY_SOCKET")
+            .collect();
+        env.push(("NOTIFY_SOCKET".into(), receiver.address.clone().into()));
+        let children = RealChildren {
+            command: config.command.clone(),
+            env,
+            names: config
+                .sockets
+                .iter()
+                .map(|s| s.fd_name().to_owned())
+                .collect(),
+            held,
+            listen_pid: !config.no_pid,
+            events: None,
+        };
+        // Built once here so that a bad command fails before anything runs;
+        // each spawn builds its own (the FD store changes what is passed).
+        children.plan(&FdStore::default())?;
+        let filter = if config.watch.is_empty() {
+            None
+        } else {
+            Some(ChangeFilter::new(&config.watch, &config.ignore)?)
+        };
+        if config.verbose {
+            for line in &sockets {
+                eprintln!("listenfd: {line}");
+            }
+        }
+        let (req_tx, req_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("listenfd-launcher".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(Error::os("starting the runtime", e)));
+                        return 1;
+                    }
+                };
+                runtime.block_on(async move {
+                    let driver =
+                        Driver::new(&config, children, receiver, filter, req_rx, status_tx);
+                    let mut driver = match driver {
+                        Ok(driver) => driver,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return 1;
+                        }
+                    };
+                    let first = driver.engine.start();
+                    driver.flush_log();
+                    if let Err(e) = first {
+                        let _ = started_tx.send(Err(e));
+                        return 1;
+                    }
+                    let _ = started_tx.send(Ok(()));
+                    driver.run().await
+                })
+            })
+            .map_err(|e| Error::os("starting the launcher thread", e))?;
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Launcher {
+                requests: req_tx,
+                status: status_rx,
+                thread: Some(thread),
+                sockets,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(Error::os(
+                    "the launcher thread",
+                    std::io::Error::other("exited before starting"),
+                ))
+            }
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Ask for a restart; the receiver gets the new child's pid once it is
+    /// ready, or why it was given up.
+    pub fn restart(&self) -> oneshot::Receiver<RestartResult> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(Request::Restart(tx))) =
+            self.requests.send(Request::Restart(tx))
+        {
+            let _ = tx.send(Err("the launcher has stopped".into()));
+        }
+        rx
+    }
+
+    /// Ask the launcher to stop its children and finish.
+    pub fn stop(&self) {
+        let _ = self.requests.send(Request::Stop);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Wait for the launcher to finish; its exit status.
+    pub fn wait(&mut self) -> i32 {
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(1),
+            None => self.status.borrow().exit_code.unwrap_or(1),
+        }
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+            self.wait();
+        }
+    }
+}
+
+/// Real processes: fork/exec with the held sockets and the FD store's fds.
+struct RealChildren {
+    command: Vec<OsString>,
+    /// The child's environment, `NOTIFY_SOCKET` included, `LISTEN_*` excluded.
+    env: Vec<(OsString, OsString)>,
+    held: Vec<HeldSocket>,
+    /// `LISTEN_FDNAMES` entries of the held sockets.
+    names: Vec<String>,
+    listen_pid: bool,
+    /// Where exits are reported (set once the event loop runs).
+    events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl RealChildren {
+    /// The plan for one spawn, and the parked copies it uses (to be closed
+    /// once the child has its own).
+    fn plan(&self, store: &FdStore) -> Result<(ChildPlan, Vec<OwnedFd>)> {
+        let sources: Vec<RawFd> = self
+            .held
+            .iter()
+            .map(|h| h.fd.as_raw_fd())
+            .chain(store.entries().map(|(_, fd)| fd.as_raw_fd()))
+            .collect();
+        let mut names = self.names.clone();
+        names.extend(store.entries().map(|(name, _)| name.to_owned()));
+        // Every source must sit above the range the child sees (3..3+n), so
+        // that placing them with dup2 never overwrites one with another;
+        // stored fds may not, so they get a parked copy for this spawn.
+        let floor = 3 + RawFd::try_from(sources.len()).unwrap_or(RawFd::MAX - 3);
+        let mut parked = Vec::new();
+        let mut placed = Vec::with_capacity(sources.len());
+        for fd in sources {
+            if fd >= floor {
+                placed.push(fd);
+                continue;
+            }
+            // SAFETY: F_DUPFD_CLOEXEC on a live fd we own.
+            let raw = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+            if raw < 0 {
+                return Err(Error::os(
+                    "parking a stored fd",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: fcntl just returned this fd to us.
+            parked.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            placed.push(raw);
+        }
+        let plan = ChildPlan::new(
+            &self.command,
+            self.env.clone(),
+            placed,
+            &names,
+            self.listen_pid,
+        )?;
+        Ok((plan, parked))
+    }
+}
+
+impl Children for RealChildren {
+    fn spawn(&mut self, store: &FdStore) -> Result<(u32, String)> {
+        let (mut plan, parked) = self.plan(store)?;
+        let (pid, pidfd) = plan.spawn()?;
+        drop(parked);
+        if let Some(tx) = &self.events {
+            tokio::spawn(wait_for_exit(pid, pidfd, tx.clone()));
+        }
+        Ok((pid, plan.display))
+    }
+
+    fn signal(&mut self, pid: u32, signal: i32) {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        // SAFETY: signalling a child we have not reaped, so the pid is ours;
+        // for SIGKILL also its process group (setpgid in the child).
+        unsafe {
+            if signal == libc::SIGKILL {
+                libc::kill(-pid, signal);
+            }
+            libc::kill(pid, signal);
+        }
+    }
+
+    fn is_descendant(&self, pid: u32, child: u32) -> bool {
+        is_descendant(pid, child)
+    }
+}
+
+/// The event loop around the engine: requests, exits, file changes,
+/// notifications, signals and deadlines, one at a time.
+struct Driver {
+    engine: Engine<RealChildren, SystemClock>,
+    receiver: AsyncFd<NotifyReceiver>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    requests: mpsc::UnboundedReceiver<Request>,
+    events: mpsc::UnboundedReceiver<Event>,
+    status: watch::Sender<Status>,
+    handle_signals: bool,
+    verbose: bool,
+}
+
+impl Driver {
+    fn new(
+        config: &Config,
+        mut children: RealChildren,
+        receiver: NotifyReceiver,
+        filter: Option<ChangeFilter>,
+        requests: mpsc::UnboundedReceiver<Request>,
+        status: watch::Sender<Status>,
+    ) -> Result<Self> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let watcher = match filter {
+            Some(filter) => {
+                let tx = events_tx.clone();
+                Some(watch_files(&config.watch, filter, move |path| {
+                    let _ = tx.send(Event::Changed(path));
+                })?)
+            }
+            None => None,
+        };
+        children.events = Some(events_tx);
+        let policy = Policy {
+            restart_mode: config.restart_mode,
+            ready_timeout: config.ready_timeout,
+            ready_delay: config.ready_delay,
+            stop_timeout: config.stop_timeout,
+            stop_signal: config.stop_signal,
+            notify_access_all: config.notify_access_all,
+            debounce: config.debounce,
+        };
+        Ok(Driver {
+            engine: Engine::new(policy, children, SystemClock, status.clone()),
+            // SAFETY: the receiver owns its fd for as long as the AsyncFd
+            // owns the receiver, and as_raw_fd always returns that fd.
+            receiver: unsafe { AsyncFd::register(receiver) }
+                .map_err(|e| Error::os("registering the notify socket", e.into()))?,
+            _watcher: watcher,
+            requests,
+            events,
+            status,
+            handle_signals: config.handle_signals,
+            verbose: config.verbose,
+        })
+    }
+
+    fn flush_log(&mut self) {
+        for line in self.engine.take_log() {
+            if self.verbose {
+                eprintln!("listenfd: {line}");
+            }
+        }
+    }
+
+    fn drain_notifications(&mut self) {
+        loop {
+            match self.receiver.get_ref().try_recv() {
+                Ok(Some(message)) => self.engine.on_notification(message),
+                Ok(None) => return,
+                Err(e) => {
+                    if self.verbose {
+                        eprintln!("listenfd: notify socket: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run(&mut self) -> i32 {
+        let listen = |kind: SignalKind| {
+            if self.handle_signals {
+                signal(kind).ok()
+            } else {
+                None
+            }
+        };
+        let (mut hup, mut int, mut term) = (
+            listen(SignalKind::hangup()),
+            listen(SignalKind::interrupt()),
+            listen(SignalKind::terminate()),
+        );
+        while !self.engine.finished() {
+            let deadline = self.engine.next_deadline();
+            tokio::select! {
+                request = self.requests.recv() => match request {
+                    Some(Request::Restart(tx)) => self.engine.request_restart(tx),
+                    Some(Request::Stop) | None => self.engine.begin_shutdown("requested"),
+                },
+                event = self.events.recv() => match event {
+                    Some(Event::Exited { pid, status }) => self.engine.on_exit(pid, status),
+                    Some(Event::Changed(path)) => self.engine.on_change(path),
+                    None => {}
+                },
+                ready = self.receiver.readable() => match ready {
+                    Ok(mut guard) => {
+                        guard.clear_ready();
+                        self.drain_notifications();
+                    }
+                    Err(e) => {
+                        if self.verbose {
+                            eprintln!("listenfd: notify socket: {e}");
+                        }
+                    }
+                },
+                () = next_signal(&mut hup) => self.engine.on_hangup(),
+                () = next_signal(&mut int) => self.engine.begin_shutdown("SIGINT"),
+                () = next_signal(&mut term) => self.engine.begin_shutdown("SIGTERM"),
+                () = sleep_until(deadline.unwrap_or_else(far_future).into()),
+                    if deadline.is_some() => self.engine.on_deadline(),
+            }
+            self.flush_log();
+        }
+        let code = self.engine.exit_code();
+        if self.verbose {
+            eprintln!("listenfd: exiting with status {code}");
+        }
+        self.status.send_modify(|s| {
+            s.pid = None;
+            s.ready = false;
+            s.exit_code = Some(code);
+        });
+        code
+    }
+}
+
+/// The next delivery of a signal we listen to; never, for one we do not.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400)
+}
+
+/// Await a child's exit on its pidfd, reap it, report its wait status.
+async fn wait_for_exit(pid: u32, pidfd: OwnedFd, tx: mpsc::UnboundedSender<Event>) {
+    // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
+    if let Ok(fd) = unsafe { AsyncFd::register(pidfd) } {
+        let _ = fd.readable().await;
+    }
+    let mut status = 0;
+    let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    loop {
+        // SAFETY: reaping our own child (the pidfd said it exited).
+        let r = unsafe { libc::waitpid(raw_pid, &mut status, 0) };
+        if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    let _ = tx.send(Event::Exited { pid, status });
+}

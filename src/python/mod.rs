@@ -1,0 +1,81 @@
+//! The only pyo3 code: `listenfd._listenfd`.
+//!
+//! - `socket`: `InheritedSocket`, `from_systemd()`, fresh binds, addresses;
+//! - `launcher`: `Launcher`, the `listenfd run` engine (Linux);
+//! - `notify`: `sd_notify` for the Python `listenfd.notify` module.
+//!
+//! Every crate error reaches Python through the one `From<Error> for PyErr`
+//! below.
+
+#[cfg(target_os = "linux")]
+mod launcher;
+#[cfg(target_os = "linux")]
+mod notify;
+mod socket;
+
+use pyo3::exceptions::{PyException, PyFileExistsError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+pyo3::create_exception!(
+    listenfd,
+    ActivationError,
+    PyException,
+    "A socket-activation protocol violation: a malformed LISTEN_* variable, or a passed fd \
+     that is not what the protocol promises. The message names the variable or fd, the value \
+     found and what was expected."
+);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        let message = err.to_string();
+        // No catch-all arm: a new variant must decide here what it is in Python.
+        match err {
+            Error::InvalidVariable { .. }
+            | Error::NameCount { .. }
+            | Error::InvalidName { .. }
+            | Error::FdNotOpen { .. }
+            | Error::NotASocket { .. }
+            | Error::AlreadyClaimed { .. } => ActivationError::new_err(message),
+            Error::InvalidSocketSpec { .. } | Error::InvalidOption { .. } => {
+                PyValueError::new_err(message)
+            }
+            Error::PathExists { .. } => PyFileExistsError::new_err((libc::EEXIST, message)),
+            // OSError(errno, text) builds the matching subclass (FileNotFoundError, ...).
+            Error::Os { source, .. } => match source.raw_os_error() {
+                Some(errno) => PyOSError::new_err((errno, message)),
+                None => PyOSError::new_err(message),
+            },
+        }
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_listenfd")]
+mod listenfd_module {
+    use pyo3::prelude::*;
+
+    #[cfg(target_os = "linux")]
+    #[pymodule_export]
+    use super::launcher::Launcher;
+    #[cfg(target_os = "linux")]
+    #[pymodule_export]
+    use super::notify::{notify, notify_send, watchdog_usec};
+    #[pymodule_export]
+    use super::socket::{
+        bind_fresh, fdname_problem, from_systemd, from_systemd_explained, parse_host_port,
+        InheritedSocket,
+    };
+
+    #[pymodule_export]
+    const SD_LISTEN_FDS_START: i32 = crate::activation::SD_LISTEN_FDS_START;
+
+    #[pymodule_export]
+    const DEFAULT_DEFER_ACCEPT_SECS: u32 = crate::inspect::DEFAULT_DEFER_ACCEPT_SECS;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("ActivationError", m.py().get_type::<super::ActivationError>())
+    }
+}
