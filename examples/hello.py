@@ -2,8 +2,11 @@
 
     systemd-socket-activate -l 127.0.0.1:8000 --fdname=web python examples/hello.py
 
-Started that way it serves on the inherited socket; started on its own it binds
-127.0.0.1:8000 (or $HELLO_ADDR) itself. Either way the log says which.
+Started that way it serves on the inherited socket named "web"; started on its
+own it binds 127.0.0.1:8000 (or $HELLO_ADDR) itself. Either way the log says
+which, and it sends READY=1 to $NOTIFY_SOCKET once it serves.
+examples/test_example_app.py tests it the way a user would, with
+listenfd.testing.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import listenfd
+import listenfd.notify
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -34,6 +38,8 @@ def main() -> None:
     server.socket = sock
     server.server_name, server.server_port = sock.getsockname()[:2]
     print(f"hello: serving http://{server.server_name}:{server.server_port}/", flush=True)
+    # Tell the service manager (Type=notify) that requests are answered now.
+    listenfd.notify.ready()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

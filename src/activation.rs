@@ -250,7 +250,7 @@ pub fn parse(
         None => {}
         Some(value) => {
             let pid = decimal::<u64>(&value)
-                .filter(|&p| p > 0 && p <= i32::MAX as u64)
+                .filter(|&p| p > 0 && i32::try_from(p).is_ok())
                 .ok_or_else(|| {
                     Error::invalid_variable(
                         LISTEN_PID,
@@ -344,7 +344,7 @@ fn owned_registry() -> std::sync::MutexGuard<'static, BTreeSet<RawFd>> {
     // A panic while holding the lock cannot leave the set inconsistent.
     OWNED
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A passed fd owned by this process: closed on drop, and registered so that
@@ -885,10 +885,10 @@ mod tests {
 
     #[test]
     fn claim_errors_leave_every_fd_open_and_unset_env() {
+        type Case = (Vec<OwnedFd>, usize, &'static str);
         let dir = std::fs::File::open("/").unwrap();
         let file = std::fs::File::open("/proc/self/status").unwrap();
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        type Case = (Vec<OwnedFd>, usize, &'static str);
         let cases: Vec<Case> = vec![
             (
                 vec![tcp.into(), dir.into()],

@@ -89,6 +89,7 @@ impl std::fmt::Display for HostPort {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)]
     fn hp(host: &str, port: u16) -> Option<HostPort> {
         Some(HostPort {
             host: host.into(),

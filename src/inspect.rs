@@ -193,8 +193,8 @@ fn getsockopt_int(fd: BorrowedFd<'_>, level: c_int, name: c_int) -> io::Result<c
             fd.as_raw_fd(),
             level,
             name,
-            (&mut value as *mut c_int).cast(),
-            &mut len,
+            (&raw mut value).cast(),
+            &raw mut len,
         )
     };
     if rc != 0 {
@@ -221,7 +221,7 @@ pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: u32) -> io::Result<()> {
             fd.as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_DEFER_ACCEPT,
-            (&value as *const c_int).cast(),
+            (&raw const value).cast(),
             std::mem::size_of::<c_int>() as libc::socklen_t,
         )
     };
@@ -304,7 +304,7 @@ pub fn tcp_listen_backlog(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
             info.as_mut_ptr().cast(),
-            &mut len,
+            &raw mut len,
         )
     };
     if rc != 0 {
@@ -540,22 +540,22 @@ mod tests {
 
     #[test]
     fn file_kinds() {
-        let f = std::fs::File::open("/proc/self/status").unwrap();
-        assert_eq!(file_kind(f.as_fd()).unwrap(), FileKind::Regular);
-        let d = std::fs::File::open("/").unwrap();
-        assert_eq!(file_kind(d.as_fd()).unwrap(), FileKind::Directory);
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(file_kind(l.as_fd()).unwrap(), FileKind::Socket);
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert_eq!(file_kind(file.as_fd()).unwrap(), FileKind::Regular);
+        let dir = std::fs::File::open("/").unwrap();
+        assert_eq!(file_kind(dir.as_fd()).unwrap(), FileKind::Directory);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(file_kind(listener.as_fd()).unwrap(), FileKind::Socket);
         let mut fds = [0; 2];
         // SAFETY: fds is a valid 2-int array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         // SAFETY: pipe() just returned these two fds to us.
-        let (r, w) = unsafe {
+        let (reader, writer) = unsafe {
             use std::os::fd::{FromRawFd, OwnedFd};
             (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
         };
-        assert_eq!(file_kind(r.as_fd()).unwrap(), FileKind::Fifo);
-        drop((r, w));
+        assert_eq!(file_kind(reader.as_fd()).unwrap(), FileKind::Fifo);
+        drop((reader, writer));
     }
 
     #[test]

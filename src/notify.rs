@@ -81,7 +81,7 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
     let addr_len = match address {
         NotifyAddress::Path(_) | NotifyAddress::Abstract(_) => {
             // SAFETY: sockaddr_un fits in sockaddr_storage.
-            let un = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_un) };
+            let un = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_un>() };
             un.sun_family = libc::AF_UNIX as libc::sa_family_t;
             let (offset, bytes): (usize, &[u8]) = match address {
                 NotifyAddress::Path(p) => (0, p.as_os_str().as_encoded_bytes()),
@@ -95,7 +95,7 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
         }
         NotifyAddress::Vsock { cid, port } => {
             // SAFETY: sockaddr_vm fits in sockaddr_storage.
-            let vm = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_vm) };
+            let vm = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_vm>() };
             vm.svm_family = libc::AF_VSOCK as libc::sa_family_t;
             vm.svm_cid = *cid;
             vm.svm_port = *port;
@@ -103,7 +103,7 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
             if unsafe {
                 libc::connect(
                     sock.as_raw_fd(),
-                    (&storage as *const libc::sockaddr_storage).cast(),
+                    (&raw const storage).cast(),
                     size_of::<libc::sockaddr_vm>() as libc::socklen_t,
                 )
             } != 0
@@ -121,10 +121,10 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
     // SAFETY: msghdr is plain data.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     if addr_len > 0 {
-        msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
+        msg.msg_name = (&raw mut storage).cast();
         msg.msg_namelen = addr_len as libc::socklen_t;
     }
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     let fd_bytes = fds.len() * size_of::<RawFd>();
     // SAFETY: CMSG_SPACE is a pure size computation.
@@ -135,7 +135,7 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
         // SAFETY: the control buffer has room for one SCM_RIGHTS header and
         // `fds.len()` fds (CMSG_SPACE above).
         unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes as u32) as _;
@@ -143,7 +143,7 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
             for (i, fd) in fds.iter().enumerate() {
                 let raw = fd.as_raw_fd();
                 std::ptr::copy_nonoverlapping(
-                    (&raw as *const RawFd).cast::<u8>(),
+                    (&raw const raw).cast::<u8>(),
                     data.add(i * size_of::<RawFd>()),
                     size_of::<RawFd>(),
                 );
@@ -152,7 +152,7 @@ pub fn send(address: &NotifyAddress, message: &str, fds: &[BorrowedFd<'_>]) -> i
     }
     loop {
         // SAFETY: every buffer lives for the call.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &raw const msg, libc::MSG_NOSIGNAL) };
         if n >= 0 {
             return Ok(());
         }
@@ -252,7 +252,11 @@ fn random_hex() -> io::Result<String> {
     if n != bytes.len() as isize {
         return Err(io::Error::last_os_error());
     }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(bytes.iter().fold(String::with_capacity(24), |mut hex, b| {
+        use std::fmt::Write;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    }))
 }
 
 impl NotifyReceiver {
@@ -277,7 +281,7 @@ impl NotifyReceiver {
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_PASSCRED,
-                (&one as *const libc::c_int).cast(),
+                (&raw const one).cast(),
                 size_of::<libc::c_int>() as libc::socklen_t,
             )
         } != 0
@@ -297,7 +301,7 @@ impl NotifyReceiver {
         if unsafe {
             libc::bind(
                 fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
+                (&raw const addr).cast(),
                 len as libc::socklen_t,
             )
         } != 0
@@ -313,6 +317,7 @@ impl NotifyReceiver {
     /// One waiting message, or `None` when there is none (non-blocking).
     pub fn try_recv(&self) -> io::Result<Option<Notification>> {
         let mut payload = vec![0u8; 64 * 1024];
+        // SAFETY: CMSG_SPACE is a pure size computation.
         let cmsg_space = unsafe {
             libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) as usize
                 + libc::CMSG_SPACE((MAX_FDS * size_of::<RawFd>()) as u32) as usize
@@ -324,7 +329,7 @@ impl NotifyReceiver {
         };
         // SAFETY: msghdr is plain data.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
+        msg.msg_iov = &raw mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = control.len() as _;
@@ -332,7 +337,7 @@ impl NotifyReceiver {
         let n = unsafe {
             libc::recvmsg(
                 self.fd.as_raw_fd(),
-                &mut msg,
+                &raw mut msg,
                 libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | libc::MSG_TRUNC,
             )
         };
@@ -348,7 +353,7 @@ impl NotifyReceiver {
         // SAFETY: walking the control buffer the kernel filled, with the
         // CMSG_* accessors, within msg_controllen.
         unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
             while !cmsg.is_null() {
                 let data = libc::CMSG_DATA(cmsg);
                 let data_len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
@@ -369,7 +374,7 @@ impl NotifyReceiver {
                             let mut raw: RawFd = 0;
                             std::ptr::copy_nonoverlapping(
                                 data.add(i * size_of::<RawFd>()),
-                                (&mut raw as *mut RawFd).cast(),
+                                (&raw mut raw).cast(),
                                 size_of::<RawFd>(),
                             );
                             // The kernel installed this fd in our table for us.
@@ -378,7 +383,7 @@ impl NotifyReceiver {
                     }
                     _ => {}
                 }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
             }
         }
         let len = (n as usize).min(payload.len());

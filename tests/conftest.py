@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -96,6 +97,44 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     b.close()
 
 
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30, what: str = "condition", every: float = 0.05
+) -> T:
+    """The first truthy value of `predicate()`, asked every `every` s; an
+    AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def connect_when_bound(address: tuple[str, int] | str, timeout: float = 30) -> socket.socket:
+    """A connection to `address`, retried while nothing listens there yet
+    (a socket-activation peer binding it, a server starting)."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    if not isinstance(address, str) and ":" in address[0]:
+        family = socket.AF_INET6
+
+    def attempt() -> socket.socket | None:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(address)
+        except (ConnectionRefusedError, FileNotFoundError):
+            s.close()
+            return None
+        return s
+
+    return wait_for(attempt, timeout, f"something to listen on {address}", every=0.02)
+
+
 def free_port(family: socket.AddressFamily = socket.AF_INET, host: str = "127.0.0.1") -> int:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -119,6 +158,17 @@ def python_env() -> dict[str, str]:
     for key in [k for k in env if k.startswith("LISTEN_")]:
         del env[key]
     return env
+
+
+# Listening sockets made for one test (granian_helpers), closed after it.
+TEST_SOCKETS: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_test_sockets() -> Iterator[None]:
+    yield
+    while TEST_SOCKETS:
+        TEST_SOCKETS.pop().close()
 
 
 # Figures measured by the tests (restarts under load, refused/failed counts),

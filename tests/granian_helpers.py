@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from conftest import pass_fds, python_env, trampoline_cmd
+from conftest import TEST_SOCKETS, pass_fds, python_env, trampoline_cmd, wait_for
+from listenfd.testing import spawn
 
 APPS = Path(__file__).resolve().parent / "apps"
 GRANIAN = str(Path(sys.executable).with_name("granian"))
@@ -54,24 +54,28 @@ def pid_of(body: str) -> int:
 
 
 def wait_http(target: Target, proc: subprocess.Popen[str], timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The first answer from `target`, while `proc` (the server) runs."""
+
+    def answer() -> str | None:
         if proc.poll() is not None:
-            raise AssertionError(f"granian exited with {proc.returncode}")
+            raise AssertionError(f"the server exited with {proc.returncode}")
         try:
             return get(target, timeout=5)
         except (OSError, http.client.HTTPException):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return None
+
+    return wait_for(answer, timeout, f"an answer from {target}")
 
 
 def serving_pids(target: Target, workers: int, timeout: float = 30) -> set[int]:
     """Ask until `workers` different worker pids have answered."""
     pids: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while len(pids) < workers and time.monotonic() < deadline:
+
+    def all_answered() -> bool:
         pids.add(pid_of(get(target)))
+        return len(pids) >= workers
+
+    wait_for(all_answered, timeout, f"{workers} workers to answer", every=0)
     return pids
 
 
@@ -110,26 +114,29 @@ def start_activated(
     names: Sequence[str],
     argv: Sequence[str],
     extra_env: dict[str, str] | None = None,
-    listen_pid: str = "@PID@",
+    listen_pid: str | None = None,
     **kw: Any,
 ) -> subprocess.Popen[str]:
-    """Start argv as systemd would, with `sockets` at fds 3.. (via the trampoline);
-    `listen_pid` other than the server's own pid ("@PID@") plays a stale one."""
+    """Start argv as systemd would, with `sockets` at fds 3.. and its own
+    LISTEN_PID (`listenfd.testing.spawn`), in its own session (one process
+    group to kill if it hangs); `listen_pid` plays a stale one instead
+    (through the fault-injecting tests/trampoline.py)."""
+    popen: dict[str, Any] = {
+        "cwd": APPS,
+        "env": {**python_env(), **(extra_env or {})},
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "text": True,
+        "start_new_session": True,
+        **kw,
+    }
+    if listen_pid is None:
+        return spawn(argv, sockets, names or None, **popen)
     slots: list[int | str] = [s.fileno() for s in sockets]
     env = {"LISTEN_PID": listen_pid, "LISTEN_FDS": str(len(sockets))}
     if names:
         env["LISTEN_FDNAMES"] = ":".join(names)
-    return subprocess.Popen(
-        trampoline_cmd(slots, env, argv),
-        pass_fds=pass_fds(slots),
-        cwd=APPS,
-        env={**python_env(), **(extra_env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # one process group to kill if it hangs
-        **kw,
-    )
+    return subprocess.Popen(trampoline_cmd(slots, env, argv), pass_fds=pass_fds(slots), **popen)
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 30) -> str:
@@ -163,8 +170,10 @@ def send_q(port: int | None = None, path: str | None = None) -> int:
 
 
 def tcp_listener(host: str = "127.0.0.1", backlog: int = 128) -> socket.socket:
+    """A listening socket to pass as a service manager would (closed after the test)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
+    TEST_SOCKETS.append(s)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, 0))
     s.listen(backlog)
@@ -172,7 +181,9 @@ def tcp_listener(host: str = "127.0.0.1", backlog: int = 128) -> socket.socket:
 
 
 def unix_listener(path: str, backlog: int = 128) -> socket.socket:
+    """A listening unix socket at `path` (closed after the test)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    TEST_SOCKETS.append(s)
     s.bind(path)
     s.listen(backlog)
     return s

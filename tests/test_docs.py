@@ -9,6 +9,7 @@ from pathlib import Path
 import listenfd
 import listenfd._listenfd as ext
 import listenfd.notify
+import listenfd.testing
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,8 @@ def test_the_api_reference_covers_every_public_name() -> None:
         set(listenfd.__all__)
         | set(ext.__all__)
         | set(listenfd.notify.__all__)
+        | set(listenfd.testing.__all__)
+        | {"socket_activation", "notify_receiver"}
         | public_members(ext.InheritedSocket)
         | public_members(ext.Launcher)
         | {"Granian", "SystemdSocketMixin", "patch_cli", "check_granian", "GranianIncompatible"}

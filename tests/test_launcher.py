@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import python_env
+from conftest import python_env, wait_for
 from listenfd import Launcher
 
 HERE = Path(__file__).resolve().parent
@@ -66,16 +66,6 @@ def reports(report_dir: Path) -> dict[int, dict[str, Any]]:
         int(p.stem.split("-")[1]): json.loads(p.read_text())
         for p in report_dir.glob("report-*.json")
     }
-
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -394,6 +384,9 @@ def test_child_does_not_outlive_a_killed_launcher(report_dir: Path) -> None:
     child = wait_for(lambda: _pid_or_none(port), what="child")
     proc.kill()
     proc.wait(timeout=10)
+    for pipe in (proc.stdout, proc.stderr):
+        assert pipe is not None
+        pipe.close()
 
     def gone() -> bool:
         # Gone, or a zombie waiting for init to reap it.

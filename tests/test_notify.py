@@ -3,51 +3,18 @@ SO_PASSCRED, as systemd's), in the abstract namespace and at a path."""
 
 from __future__ import annotations
 
-import array
 import errno
 import os
 import socket
-import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from listenfd import ActivationError, notify
+from listenfd.testing import NotifyReceiver
 
 
-class Receiver:
-    def __init__(self, address: str | bytes) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.bind(address)
-        self.sock.settimeout(5)
-
-    def recv(self) -> tuple[str, int, list[int]]:
-        """(message, sender pid, received fds)."""
-        fd_size = array.array("i").itemsize
-        data, ancdata, _, _ = self.sock.recvmsg(
-            65536, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(253 * fd_size)
-        )
-        pid, fds = -1, []
-        for level, kind, payload in ancdata:
-            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
-                pid = struct.unpack("iII", payload[:12])[0]
-            elif (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
-                fds.extend(array.array("i", payload[: len(payload) - len(payload) % fd_size]))
-        return data.decode(), pid, fds
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    name = f"listenfd-test/{os.getpid()}/{time.monotonic_ns()}"
-    r = Receiver(b"\0" + name.encode())
-    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
-    yield r
-    r.sock.close()
-
-
-def test_exact_messages_and_credentials(receiver: Receiver) -> None:
+def test_exact_messages_and_credentials(notify_receiver: NotifyReceiver) -> None:
     cases = [
         (notify.ready, (), "READY=1"),
         (notify.stopping, (), "STOPPING=1"),
@@ -59,49 +26,47 @@ def test_exact_messages_and_credentials(receiver: Receiver) -> None:
     ]
     for function, args, expected in cases:
         assert function(*args) is True  # type: ignore[operator]
-        message, pid, fds = receiver.recv()
-        assert message == expected
-        assert pid == os.getpid()
-        assert fds == []
+        message = notify_receiver.wait_for(None)
+        assert message.text == expected
+        assert message.pid == os.getpid()
+        assert message.fds == ()
 
 
-def test_reloading_carries_monotonic_usec(receiver: Receiver) -> None:
+def test_reloading_carries_monotonic_usec(notify_receiver: NotifyReceiver) -> None:
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     notify.reloading()
     after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    message, _, _ = receiver.recv()
-    first, second = message.split("\n")
+    first, second = notify_receiver.wait_for(None).text.split("\n")
     assert first == "RELOADING=1"
     assert before <= int(second.removeprefix("MONOTONIC_USEC=")) <= after
 
 
-def test_store_fds_attaches_real_fds(receiver: Receiver) -> None:
+def test_store_fds_attaches_real_fds(notify_receiver: NotifyReceiver) -> None:
     a, b = socket.socketpair()
     listener = socket.create_server(("127.0.0.1", 0))
     assert notify.store_fds("web", [a.fileno(), listener.fileno()], poll=False)
-    message, pid, fds = receiver.recv()
-    assert message == "FDSTORE=1\nFDNAME=web\nFDPOLL=0"
-    assert pid == os.getpid()
-    assert len(fds) == 2
-    # The received fds are the same sockets.
-    with socket.socket(fileno=fds[0]) as copy:
+    message = notify_receiver.wait_for("FDSTORE=1")
+    assert message.text == "FDSTORE=1\nFDNAME=web\nFDPOLL=0"
+    assert message.pid == os.getpid()
+    assert len(message.fds) == 2
+    # The received fds are the same sockets (the receiver owns them: dup).
+    with socket.socket(fileno=os.dup(message.fds[0])) as copy:
         copy.sendall(b"hi")
         assert b.recv(2) == b"hi"
-    with socket.socket(fileno=fds[1]) as copy:
+    with socket.socket(fileno=os.dup(message.fds[1])) as copy:
         assert copy.getsockname() == listener.getsockname()
     notify.store_fds("web", [a.fileno()])
-    assert receiver.recv()[0] == "FDSTORE=1\nFDNAME=web"
+    assert notify_receiver.wait_for(None).text == "FDSTORE=1\nFDNAME=web"
     for s in (a, b, listener):
         s.close()
 
 
 def test_path_address(tmp_sock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = str(tmp_sock_dir / "notify")
-    r = Receiver(path)
-    monkeypatch.setenv("NOTIFY_SOCKET", path)
-    assert notify.ready()
-    assert r.recv()[0] == "READY=1"
-    r.sock.close()
+    with NotifyReceiver(tmp_sock_dir / "notify") as receiver:
+        assert receiver.address == str(tmp_sock_dir / "notify")
+        monkeypatch.setenv("NOTIFY_SOCKET", receiver.address)
+        assert notify.ready()
+        assert receiver.wait_for(None).text == "READY=1"
 
 
 def test_unset_is_a_silent_success(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,14 +84,14 @@ def test_unset_is_a_silent_success(monkeypatch: pytest.MonkeyPatch) -> None:
         ("", "empty"),
     ],
 )
-def test_invalid_fd_names(receiver: Receiver, name: str, problem: str) -> None:
+def test_invalid_fd_names(notify_receiver: NotifyReceiver, name: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         notify.store_fds(name, [0])
     with pytest.raises(ValueError, match=problem):
         notify.remove_fds(name)
 
 
-def test_bad_arguments(receiver: Receiver) -> None:
+def test_bad_arguments(notify_receiver: NotifyReceiver) -> None:
     with pytest.raises(ValueError, match="one line"):
         notify.status("two\nlines")
     with pytest.raises(ValueError, match="no fds"):

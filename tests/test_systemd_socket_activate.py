@@ -9,11 +9,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import CHILD_REPORT, free_port, python_env
+from conftest import CHILD_REPORT, connect_when_bound, free_port, python_env
 
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 # In CI a missing peer is a failure, not a skip: .ci/run installs it.
@@ -22,22 +21,6 @@ pytestmark = pytest.mark.skipif(
     reason="systemd-socket-activate is not installed (Debian's systemd package)",
 )
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello.py"
-
-
-def connect(family: socket.AddressFamily, address: object, timeout: float = 30) -> socket.socket:
-    """Connect, retrying until systemd-socket-activate has bound the address."""
-    deadline = time.monotonic() + timeout
-    while True:
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(address)
-            return s
-        except (ConnectionRefusedError, FileNotFoundError):
-            s.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def test_three_listeners_with_names(tmp_sock_dir: Path) -> None:
@@ -64,9 +47,9 @@ def test_three_listeners_with_names(tmp_sock_dir: Path) -> None:
         # The first connection makes systemd-socket-activate start the server;
         # it waits in the kernel's queue meanwhile.
         clients = [
-            connect(socket.AF_INET, ("127.0.0.1", p4)),
-            connect(socket.AF_INET6, ("::1", p6)),
-            connect(socket.AF_UNIX, path),
+            connect_when_bound(("127.0.0.1", p4)),
+            connect_when_bound(("::1", p6)),
+            connect_when_bound(path),
         ]
         greetings = [c.makefile().readline().strip() for c in clients]
         out, err = proc.communicate(timeout=60)
@@ -103,7 +86,7 @@ def test_inspect_under_systemd_socket_activate() -> None:
         env=python_env(),
     )
     try:
-        client = connect(socket.AF_INET, ("127.0.0.1", port))
+        client = connect_when_bound(("127.0.0.1", port))
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -115,7 +98,7 @@ def test_inspect_under_systemd_socket_activate() -> None:
 
 
 def http_get(port: int) -> str:
-    with connect(socket.AF_INET, ("127.0.0.1", port)) as c:
+    with connect_when_bound(("127.0.0.1", port)) as c:
         c.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
         return c.makefile("rb").read().decode()
 

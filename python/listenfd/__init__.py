@@ -36,6 +36,7 @@ else:  # pragma: no cover - exercised on other Unixes only
                 f"this is {sys.platform}. from_systemd() and bind_or_inherit() work here."
             )
 
+
 # Not `typing.TYPE_CHECKING`: importing typing alone costs more than the
 # extension module. Type checkers treat any TYPE_CHECKING constant as True.
 TYPE_CHECKING = False

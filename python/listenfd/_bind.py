@@ -83,7 +83,8 @@ def describe_address(address: object) -> str:
 
 
 class _Pool:
-    """The sockets this process inherited, claimed once, handed out once each."""
+    """The sockets this process inherited, claimed once, handed out once each.
+    Sockets passed later (a test's ``listenfd.testing.activation``) join them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -93,6 +94,8 @@ class _Pool:
         with self._lock:
             if self._sockets is None:
                 self._sockets = from_systemd()
+            elif "LISTEN_FDS" in os.environ:
+                self._sockets += from_systemd()
             return self._sockets
 
 

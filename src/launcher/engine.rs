@@ -87,7 +87,7 @@ struct Child {
     pid: u32,
     started: Instant,
     ready: bool,
-    /// Sent anything on NOTIFY_SOCKET: then it is ready only by READY=1.
+    /// Sent anything on `NOTIFY_SOCKET`: then it is ready only by READY=1.
     notifies: bool,
     /// When a stopping child gets SIGKILL.
     kill_at: Option<Instant>,
@@ -694,8 +694,13 @@ mod tests {
         silent.advance(Duration::from_millis(1999));
         assert!(!silent.status().ready);
         silent.advance(Duration::from_millis(1));
-        assert!(silent.status().ready, "--ready-delay for a child that never notifies");
-        assert!(silent.log().contains("no notification within --ready-delay 2s"));
+        assert!(
+            silent.status().ready,
+            "--ready-delay for a child that never notifies"
+        );
+        assert!(silent
+            .log()
+            .contains("no notification within --ready-delay 2s"));
     }
 
     #[test]
@@ -711,7 +716,9 @@ mod tests {
         assert_eq!(h.status().pid, Some(102));
         assert_eq!(answer.try_recv(), Ok(Ok(102)));
         h.engine.on_exit(101, killed(TERM));
-        assert!(h.log().contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
+        assert!(h
+            .log()
+            .contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
     }
 
     #[test]
@@ -720,7 +727,11 @@ mod tests {
         h.ready(101);
         let mut answer = h.restart();
         assert_eq!(h.signals(), [(101, TERM)]);
-        assert_eq!(h.spawned(), [101], "nothing starts before the old one is gone");
+        assert_eq!(
+            h.spawned(),
+            [101],
+            "nothing starts before the old one is gone"
+        );
         assert_eq!(h.status().pid, None);
         h.engine.on_exit(101, exited(0));
         assert_eq!(h.spawned(), [101, 102]);
@@ -761,7 +772,10 @@ mod tests {
         assert!(answer.try_recv().is_err(), "still waiting");
         h.advance(Duration::from_secs(1));
         let why = answer.try_recv().unwrap().unwrap_err();
-        assert!(why.contains("not ready within --ready-timeout 30.0s"), "{why}");
+        assert!(
+            why.contains("not ready within --ready-timeout 30.0s"),
+            "{why}"
+        );
         assert_eq!(h.signals(), [(102, TERM)]);
         assert_eq!(h.status().pid, Some(101));
         // ... and is killed if it ignores the stop signal.
@@ -783,7 +797,11 @@ mod tests {
         h.ready(103);
         assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
         assert_eq!(h.status().pid, Some(103));
-        assert_eq!(first.try_recv(), Ok(Ok(103)), "the waiter gets the newest child");
+        assert_eq!(
+            first.try_recv(),
+            Ok(Ok(103)),
+            "the waiter gets the newest child"
+        );
         h.engine.on_exit(102, killed(TERM));
         h.engine.on_exit(101, killed(TERM));
         assert_eq!(h.status().pid, Some(103));
@@ -811,7 +829,10 @@ mod tests {
         assert!(h.log().contains("restarting: app.py changed"));
         h.ready(104);
         h.engine.on_exit(104, exited(1));
-        assert!(h.log().contains("restarting in 0.1s"), "ready resets the back-off");
+        assert!(
+            h.log().contains("restarting in 0.1s"),
+            "ready resets the back-off"
+        );
     }
 
     #[test]
@@ -833,7 +854,10 @@ mod tests {
         h.ready(101);
         let mut answer = h.restart();
         h.engine.begin_shutdown("SIGTERM");
-        assert_eq!(answer.try_recv(), Ok(Err("the launcher is stopping".into())));
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Err("the launcher is stopping".into()))
+        );
         let mut signalled: Vec<_> = h.signals();
         signalled.sort_unstable();
         assert_eq!(signalled, [(101, TERM), (102, TERM)]);
@@ -844,7 +868,11 @@ mod tests {
         assert!(h.engine.finished());
         assert_eq!(h.engine.exit_code(), 7, "the serving child's status");
         h.engine.on_hangup();
-        assert_eq!(h.spawned(), [101, 102], "nothing starts after shutdown began");
+        assert_eq!(
+            h.spawned(),
+            [101, 102],
+            "nothing starts after shutdown began"
+        );
     }
 
     #[test]
@@ -861,7 +889,10 @@ mod tests {
         assert!(!h.status().ready, "no credentials, no trust");
         h.world.borrow_mut().descendants.insert(101, vec![555]);
         h.ready(555);
-        assert!(!h.status().ready, "a descendant only with --notify-access all");
+        assert!(
+            !h.status().ready,
+            "a descendant only with --notify-access all"
+        );
         h.engine.policy.notify_access_all = true;
         h.ready(555);
         assert!(h.status().ready);
@@ -873,7 +904,11 @@ mod tests {
         h.ready(101);
         h.world.borrow_mut().fail_spawn = true;
         let mut answer = h.restart();
-        assert!(answer.try_recv().unwrap().unwrap_err().contains("cannot execute app"));
+        assert!(answer
+            .try_recv()
+            .unwrap()
+            .unwrap_err()
+            .contains("cannot execute app"));
         assert_eq!(h.status().pid, Some(101));
         let mut h = started(RestartMode::StopStart);
         h.ready(101);

@@ -50,11 +50,7 @@ impl Launcher {
     /// anything runs), then start the first child on the launcher's thread.
     pub fn start(config: Config) -> Result<Launcher> {
         let held = open_all(&config.sockets, config.open)?;
-        let sockets: Vec<String> = held
-            .iter()
-            .zip(3..)
-            .map(|(h, fd)| h.describe(fd))
-            .collect();
+        let sockets: Vec<String> = held.iter().zip(3..).map(|(h, fd)| h.describe(fd)).collect();
         let receiver =
             NotifyReceiver::bind().map_err(|e| Error::os("binding the notify socket", e))?;
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
@@ -439,7 +435,7 @@ async fn wait_for_exit(pid: u32, pidfd: OwnedFd, tx: mpsc::UnboundedSender<Event
     };
     loop {
         // SAFETY: reaping our own child (the pidfd said it exited).
-        let r = unsafe { libc::waitpid(raw_pid, &mut status, 0) };
+        let r = unsafe { libc::waitpid(raw_pid, &raw mut status, 0) };
         if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             break;
         }

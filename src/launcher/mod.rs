@@ -59,6 +59,7 @@ impl RestartMode {
 
 /// Everything `listenfd run` was asked to do.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one per command-line flag
 pub struct Config {
     pub sockets: Vec<SocketSpec>,
     pub command: Vec<OsString>,
@@ -72,7 +73,7 @@ pub struct Config {
     pub restart_mode: RestartMode,
     /// How long a new child may take to become ready before it is given up.
     pub ready_timeout: Duration,
-    /// A child that sends nothing on NOTIFY_SOCKET counts as ready after this.
+    /// A child that sends nothing on `NOTIFY_SOCKET` counts as ready after this.
     pub ready_delay: Duration,
     /// After the stop signal, SIGKILL follows after this.
     pub stop_timeout: Duration,

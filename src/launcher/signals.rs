@@ -39,7 +39,10 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     } else {
         format!("SIG{upper}")
     };
-    SIGNALS.iter().find(|(n, _)| *n == name).map(|&(_, sig)| sig)
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, sig)| sig)
 }
 
 /// `SIGTERM` for 15; `signal 42` for one without a name here.

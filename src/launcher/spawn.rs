@@ -209,7 +209,7 @@ impl ChildPlan {
             let errno = i32::from_ne_bytes(errno_bytes);
             let mut status = 0;
             // SAFETY: reaping the child that failed to exec.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            unsafe { libc::waitpid(pid, &raw mut status, 0) };
             return Err(Error::os(
                 format!("cannot execute {}", self.program.to_string_lossy()),
                 io::Error::from_raw_os_error(errno),
@@ -231,7 +231,7 @@ fn max_fd() -> RawFd {
         rlim_max: 0,
     };
     // SAFETY: valid out-pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } == 0 {
         lim.rlim_cur.min(1 << 20) as RawFd
     } else {
         1024
@@ -239,6 +239,9 @@ fn max_fd() -> RawFd {
 }
 
 /// The child between fork and exec. Async-signal-safe calls only.
+///
+/// # Safety
+/// Call only in a freshly forked child, with pointers built before the fork.
 #[allow(clippy::too_many_arguments)]
 unsafe fn child_after_fork(
     program: &CString,
@@ -250,72 +253,77 @@ unsafe fn child_after_fork(
     launcher_pid: libc::pid_t,
     error_pipe: RawFd,
 ) -> ! {
-    let fail = |step: i32| -> ! {
-        let errno = *libc::__errno_location();
-        let code = if errno != 0 { errno } else { step };
-        let bytes = code.to_ne_bytes();
-        libc::write(error_pipe, bytes.as_ptr().cast(), 4);
-        libc::_exit(127)
-    };
-    // Die with the launcher, even if it is SIGKILLed. SIGTERM, so a server
-    // can still stop its own workers.
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-        fail(libc::EINVAL);
-    }
-    if libc::getppid() != launcher_pid {
-        libc::_exit(1); // the launcher died before prctl took effect
-    }
-    if !pid_slot.is_null() {
-        // LISTEN_PID = our own pid, as digits, NUL right after them.
-        let mut pid = libc::getpid() as u64;
-        let mut digits = [0u8; PID_DIGITS];
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (pid % 10) as u8;
-            len += 1;
-            pid /= 10;
-            if pid == 0 {
-                break;
+    // SAFETY: this runs in the child between fork and exec (the caller's
+    // contract): every pointer was built before fork and stays valid in the
+    // child's copy of memory, and only async-signal-safe calls follow.
+    unsafe {
+        let fail = |step: i32| -> ! {
+            let errno = *libc::__errno_location();
+            let code = if errno != 0 { errno } else { step };
+            let bytes = code.to_ne_bytes();
+            libc::write(error_pipe, bytes.as_ptr().cast(), 4);
+            libc::_exit(127)
+        };
+        // Die with the launcher, even if it is SIGKILLed. SIGTERM, so a server
+        // can still stop its own workers.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+            fail(libc::EINVAL);
+        }
+        if libc::getppid() != launcher_pid {
+            libc::_exit(1); // the launcher died before prctl took effect
+        }
+        if !pid_slot.is_null() {
+            // LISTEN_PID = our own pid, as digits, NUL right after them.
+            let mut pid = libc::getpid() as u64;
+            let mut digits = [0u8; PID_DIGITS];
+            let mut len = 0;
+            loop {
+                digits[len] = b'0' + (pid % 10) as u8;
+                len += 1;
+                pid /= 10;
+                if pid == 0 {
+                    break;
+                }
+            }
+            for i in 0..len {
+                *pid_slot.add(i) = digits[len - 1 - i];
+            }
+            *pid_slot.add(len) = 0;
+        }
+        // Its own process group: the terminal's Ctrl-C goes to the launcher,
+        // which stops the child in order.
+        libc::setpgid(0, 0);
+        // Python (when it hosts the launcher) ignores SIGPIPE and SIGXFSZ;
+        // ignored signals survive exec, so restore the defaults.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut());
+        // The sockets at 3, 4, ...: dup2 clears FD_CLOEXEC on the copies.
+        for (i, &src) in fds.iter().enumerate() {
+            if libc::dup2(src, 3 + i as RawFd) < 0 {
+                fail(libc::EBADF);
             }
         }
-        for i in 0..len {
-            *pid_slot.add(i) = digits[len - 1 - i];
-        }
-        *pid_slot.add(len) = 0;
-    }
-    // Its own process group: the terminal's Ctrl-C goes to the launcher,
-    // which stops the child in order.
-    libc::setpgid(0, 0);
-    // Python (when it hosts the launcher) ignores SIGPIPE and SIGXFSZ;
-    // ignored signals survive exec, so restore the defaults.
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    // The sockets at 3, 4, ...: dup2 clears FD_CLOEXEC on the copies.
-    for (i, &src) in fds.iter().enumerate() {
-        if libc::dup2(src, 3 + i as RawFd) < 0 {
-            fail(libc::EBADF);
-        }
-    }
-    // Nothing else of the launcher's: close everything above, except the
-    // error pipe, which is CLOEXEC and closes itself at exec.
-    let first_free = 3 + fds.len() as libc::c_uint;
-    let pipe = error_pipe as libc::c_uint;
-    let close_range = |lo: libc::c_uint, hi: libc::c_uint| {
-        if lo > hi {
-            return;
-        }
-        if libc::syscall(libc::SYS_close_range, lo, hi, 0) != 0 {
-            for fd in lo..=hi.min(max_fd as libc::c_uint) {
-                libc::close(fd as RawFd);
+        // Nothing else of the launcher's: close everything above, except the
+        // error pipe, which is CLOEXEC and closes itself at exec.
+        let first_free = 3 + fds.len() as libc::c_uint;
+        let pipe = error_pipe as libc::c_uint;
+        let close_range = |lo: libc::c_uint, hi: libc::c_uint| {
+            if lo > hi {
+                return;
             }
-        }
-    };
-    // The pipe was parked at or above first_free.
-    close_range(first_free, pipe - 1);
-    close_range(pipe + 1, libc::c_uint::MAX);
-    libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    fail(libc::ENOEXEC)
+            if libc::syscall(libc::SYS_close_range, lo, hi, 0) != 0 {
+                for fd in lo..=hi.min(max_fd as libc::c_uint) {
+                    libc::close(fd as RawFd);
+                }
+            }
+        };
+        // The pipe was parked at or above first_free.
+        close_range(first_free, pipe - 1);
+        close_range(pipe + 1, libc::c_uint::MAX);
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        fail(libc::ENOEXEC)
+    }
 }

@@ -108,13 +108,15 @@ impl ChangeFilter {
     }
 }
 
-fn is_change(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
-        // A file closed after writing; opening or reading one is no change.
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        _ => false,
-    }
+fn is_change(kind: EventKind) -> bool {
+    // A file closed after writing is a change; opening or reading one is not.
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Remove(_)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
 }
 
 /// Watches `roots` recursively; calls `on_change` (from notify's thread) with
@@ -126,7 +128,7 @@ pub fn watch(
 ) -> Result<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if is_change(&event.kind) {
+            if is_change(event.kind) {
                 for path in event.paths {
                     if filter.matters(&path) {
                         on_change(path);

@@ -214,7 +214,7 @@ impl Launcher {
     }
 
     /// Await the current child's readiness (READY=1, or --ready-delay for a
-    /// child that never notifies); returns its pid. Raises RuntimeError if
+    /// child that never notifies); returns its pid. Raises `RuntimeError` if
     /// the child exits before it is ready.
     fn ready<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let status = self.status.clone();
@@ -235,7 +235,7 @@ impl Launcher {
     }
 
     /// Restart the child (overlap or stop-start, as configured); awaits the
-    /// new child's readiness and returns its pid, or raises RuntimeError
+    /// new child's readiness and returns its pid, or raises `RuntimeError`
     /// saying why it was given up (the old child then keeps serving).
     fn restart<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let answer = self.engine().restart();

@@ -76,6 +76,9 @@ mod listenfd_module {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        m.add("ActivationError", m.py().get_type::<super::ActivationError>())
+        m.add(
+            "ActivationError",
+            m.py().get_type::<super::ActivationError>(),
+        )
     }
 }

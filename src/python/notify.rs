@@ -38,11 +38,13 @@ fn with_fds<T>(fds: &[RawFd], f: impl FnOnce(&[BorrowedFd<'_>]) -> PyResult<T>) 
 #[pyo3(signature = (message, fds = Vec::new()))]
 pub fn notify(py: Python<'_>, message: &str, fds: Vec<RawFd>) -> PyResult<bool> {
     let environ = PyEnviron::of(py)?;
-    with_fds(&fds, |fds| Ok(crate::notify::notify_env(&environ, message, fds)?))
+    with_fds(&fds, |fds| {
+        Ok(crate::notify::notify_env(&environ, message, fds)?)
+    })
 }
 
 /// Send one notification to the `NOTIFY_SOCKET` value `address`, with `fds`
-/// attached (SCM_RIGHTS). Raises `ActivationError` for a malformed address
+/// attached (`SCM_RIGHTS`). Raises `ActivationError` for a malformed address
 /// and `OSError` (with errno) when sending fails.
 #[pyfunction]
 #[pyo3(signature = (address, message, fds = Vec::new()))]
@@ -58,7 +60,10 @@ pub fn notify_send(address: &str, message: &str, fds: Vec<RawFd>) -> PyResult<()
 /// `WATCHDOG_USEC` in microseconds when the watchdog applies to this process.
 #[pyfunction]
 #[pyo3(signature = (watchdog_usec, watchdog_pid))]
-pub fn watchdog_usec(watchdog_usec: Option<&str>, watchdog_pid: Option<&str>) -> PyResult<Option<u64>> {
+pub fn watchdog_usec(
+    watchdog_usec: Option<&str>,
+    watchdog_pid: Option<&str>,
+) -> PyResult<Option<u64>> {
     Ok(crate::notify::watchdog_usec(
         watchdog_usec,
         watchdog_pid,

@@ -325,7 +325,6 @@ pub fn from_systemd_explained(
     })
 }
 
-
 /// `PORT` (127.0.0.1), `HOST:PORT` or `[V6]:PORT` as `(host, port)`; `None`
 /// for text of none of those shapes (a unix socket path). Raises `ValueError`
 /// for a bad port. The one address syntax of listenfd (`listenfd run -s`).
@@ -343,7 +342,11 @@ pub fn parse_host_port(text: &str) -> PyResult<Option<(String, u16)>> {
 /// removes a file it did not create; nor does it remove the one it creates.
 #[pyfunction]
 #[pyo3(signature = (address, backlog = None))]
-pub fn bind_fresh(py: Python<'_>, address: &Bound<'_, PyAny>, backlog: Option<i32>) -> PyResult<RawFd> {
+pub fn bind_fresh(
+    py: Python<'_>,
+    address: &Bound<'_, PyAny>,
+    backlog: Option<i32>,
+) -> PyResult<RawFd> {
     use crate::launcher::open::{open_all, OpenOptions};
     use crate::launcher::spec::{Address, Kind as SpecKind, SocketSpec};
 

@@ -133,6 +133,8 @@ class Load:
                     with self.lock:
                         self.failed_keep_alive += 1
                     break
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> Load:
         self.threads = [threading.Thread(target=self.new_connection_client) for _ in range(2)]

@@ -1,5 +1,5 @@
 """A real systemd (PID 1 of a throw-away systemd-nspawn container booting the
-host's own /usr), driven with nsenter + systemctl. See shared/SYSTEMD-E2E.md."""
+host's own /usr), driven with nsenter + systemctl. See tests/e2e/README.md."""
 
 from __future__ import annotations
 

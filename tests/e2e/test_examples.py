@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import REPORT, free_port
+from conftest import REPORT, free_port, wait_for
 from granian_helpers import get, listeners
 
 from e2e.deploy import EXAMPLES, AppTree, example, port_is_free, unit_value
 from e2e.loadgen import Load, assert_nothing_dropped, wait_serving
 from e2e.nspawn import Container, unavailable
 
+pytestmark = pytest.mark.e2e
 REASON = unavailable()
 if REASON and not os.environ.get("CI"):
     pytest.skip(f"real-systemd tests skipped: {REASON}", allow_module_level=True)
@@ -228,20 +229,15 @@ def test_reload_respawns_the_workers_through_a_reloading_state(systemd: Containe
     # unit in 'reloading' until the new workers loaded the app and sent READY=1.
     systemd.systemctl("reload", "--no-block", "granian.service")
     states = set()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        state = systemd.show("granian.service", "ActiveState")
-        states.add(state)
-        if "reloading" in states and state == "active":
-            break
-        time.sleep(0.02)
-    assert "reloading" in states, states
-    assert systemd.show("granian.service", "ActiveState") == "active"
+
+    def back_to_active() -> bool:
+        states.add(state := systemd.show("granian.service", "ActiveState"))
+        return "reloading" in states and state == "active"
+
+    wait_for(back_to_active, what="'reloading', then 'active'", every=0.02)
     assert systemd.show("granian.service", "MainPID") == main_pid
-    deadline = time.monotonic() + 30
-    while field(get(TARGET), "pid") == old and time.monotonic() < deadline:
-        time.sleep(0.05)  # both workers were replaced; the queue may still reach an old one
-    assert field(get(TARGET), "pid") != old
+    # Both workers were replaced; the queue may still reach an old one.
+    wait_for(lambda: field(get(TARGET), "pid") != old, what="a new worker to answer")
 
 
 @pytest.mark.usefixtures("socket_listening")

@@ -16,7 +16,8 @@ Three ways in:
 
 Modules: ``_internals`` (the Granian names listenfd relies on, and their
 check), ``_server`` (the server classes), ``_readiness`` (READY=1 and
-RELOADING=1), ``_watchdog`` (WATCHDOG=1), ``_cli`` (the command-line options).
+RELOADING=1), ``_mainloop`` (signals that land on any thread, WATCHDOG=1),
+``_cli`` (the command-line options).
 """
 
 from listenfd.granian._cli import main, patch_cli

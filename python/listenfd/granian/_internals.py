@@ -26,9 +26,10 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "server.bind_addr": "--host",
     "server.bind_port": "--port",
     "server.backlog": "--backlog, used when nothing was inherited",
-    # main_loop_interrupt: the threading.Event the main loop waits on; the
-    # watchdog replaces it with one that records a heartbeat while waiting.
-    "server.main_loop_interrupt": "the main loop's Event (watchdog heartbeat)",
+    # main_loop_interrupt: the threading.Event the main loop waits on; it is
+    # replaced by one that waits in slices (signals that land on another
+    # thread get handled; the watchdog's heartbeat).
+    "server.main_loop_interrupt": "the main loop's Event (sliced wait, watchdog heartbeat)",
     "server_class._bind_addr_fmt": "the address in 'Listening at: ...'",
     "server_class._spawn_worker": "builds one worker from (_ssp, _shd)",
     # _reload(): SIGHUP; replaces the workers one by one, each old one stopped

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from listenfd import notify
+from listenfd._serving import start_helper_thread
 
 
 class WorkerLoaded:
@@ -58,7 +59,7 @@ class Readiness:
         method = multiprocessing.get_start_method()
         context = multiprocessing.get_context(method if method in ("fork", "spawn") else "spawn")
         self.reader, self.writer = context.Pipe(duplex=False)
-        threading.Thread(target=self._listen, name="listenfd-readiness", daemon=True).start()
+        start_helper_thread(self._listen, "listenfd-readiness")
 
     def wrap(self, loader: Callable[[], Any], idx: int) -> WorkerLoaded:
         with self.lock:

@@ -20,9 +20,9 @@ from listenfd._listenfd import (
     bind_fresh,
     from_systemd,
 )
+from listenfd.granian import _mainloop as mainloop
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
 from listenfd.granian._readiness import Readiness
-from listenfd.granian._watchdog import Watchdog
 
 # The FDNAME= of the socket --systemd-fdstore stores (unless --systemd-socket-name).
 FDSTORE_NAME = "granian"
@@ -68,12 +68,15 @@ class SystemdSocketMixin:
         # sd_notify from the main process (so NotifyAccess=main accepts it),
         # whenever the service manager listens.
         self._listenfd_readiness: Readiness | None = None
-        if self.systemd_socket and os.environ.get("NOTIFY_SOCKET"):
+        if not self.systemd_socket:
+            return
+        watchdog = notify.watchdog_interval() if os.environ.get("NOTIFY_SOCKET") else None
+        main_loop = mainloop.install(self, watchdog)
+        if os.environ.get("NOTIFY_SOCKET"):
             self._listenfd_readiness = Readiness(self)
             self.on_reload(self._listenfd_readiness.reloading)
-            interval = notify.watchdog_interval()
-            if interval is not None:
-                Watchdog(self, interval).start()
+            if watchdog is not None:
+                mainloop.Watchdog(main_loop, watchdog).start()
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
         if self._listenfd_readiness is not None:
