@@ -76,6 +76,10 @@ pub enum Error {
     )]
     PathExists { path: String, found: &'static str },
 
+    /// An `--env-file` that is missing or malformed: the path and the line.
+    #[error("{0}")]
+    EnvFile(String),
+
     /// A system call failed on something that should have worked.
     #[error("{context}: {source}")]
     Os {

@@ -11,6 +11,9 @@ compile_error!(
 
 pub mod activation;
 pub mod address;
+#[cfg(target_os = "linux")]
+pub mod control;
+pub mod envfile;
 pub mod error;
 pub mod inspect;
 pub mod launcher;

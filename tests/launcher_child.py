@@ -1,7 +1,9 @@
 """A server for the launcher tests: claims its sockets with listenfd, writes a
 report, answers HTTP on its stream sockets ("pid P inode I") and echoes UDP.
 
-    python launcher_child.py REPORT_DIR [--notify] [--exit-on-term CODE]
+    python launcher_child.py REPORT_DIR [--notify] [--ping] [--exit-on-term CODE]
+
+--ping: WATCHDOG=1 every 0.2 s, while REPORT_DIR/hang does not exist.
 
 Exits with status 3 at start while REPORT_DIR/fail exists (a broken new version).
 """
@@ -15,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -30,7 +33,11 @@ if "--exit-on-term" in args:
     code = int(args[args.index("--exit-on-term") + 1])
     signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
 
-env = {k: v for k, v in os.environ.items() if k.startswith(("LISTEN_", "NOTIFY_SOCKET"))}
+env = {
+    k: v
+    for k, v in os.environ.items()
+    if k.startswith(("LISTEN_", "NOTIFY_SOCKET", "WATCHDOG_", "APP_"))
+}
 fds = {}
 for name in os.listdir("/proc/self/fd"):
     # The directory fd listdir used is closed by now: readlink fails for it.
@@ -96,5 +103,8 @@ if "--notify" in args and "NOTIFY_SOCKET" in os.environ:
     target_addr = "\0" + address[1:] if address.startswith("@") else address
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as n:
         n.sendto(f"READY=1\nSTATUS=serving as pid {os.getpid()}".encode(), target_addr)
+        while "--ping" in args and not (report_dir / "hang").exists():
+            n.sendto(b"WATCHDOG=1", target_addr)
+            time.sleep(0.2)
 
 signal.pause()

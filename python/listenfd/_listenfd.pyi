@@ -16,13 +16,16 @@ __all__ = [
     "ActivationError",
     "InheritedSocket",
     "Launcher",
+    "ReloadError",
     "bind_fresh",
+    "control_socket_name",
     "fdname_problem",
     "from_systemd",
     "from_systemd_explained",
     "notify",
     "notify_send",
     "parse_host_port",
+    "reload",
     "watchdog_usec",
 ]
 
@@ -37,6 +40,11 @@ class ActivationError(Exception):
     """A socket-activation protocol violation: a malformed ``LISTEN_*`` variable,
     or a passed fd that is closed or not a socket. The message names the
     variable or fd, the value found and what was expected."""
+
+class ReloadError(Exception):
+    """``listenfd reload`` got no OK: the new version failed (the old one keeps
+    serving), the process does not answer reload requests, or no answer came
+    in time. The message says which."""
 
 @final
 class InheritedSocket:
@@ -156,8 +164,16 @@ class Launcher:
     for ``http::``/``https::``, off for ``tcp::``), ``no_pid``, ``watch``,
     ``ignore``, ``debounce``, ``restart_mode``, ``ready_timeout``,
     ``ready_delay``, ``stop_timeout`` (seconds), ``stop_signal`` (a name or a
-    number), ``notify_access``; ``handle_signals`` makes it act on SIGHUP,
-    SIGINT and SIGTERM like the command line; ``verbose`` prints progress."""
+    number), ``notify_access``, ``env_files`` (``--env-file``: read before
+    every child start, systemd's ``EnvironmentFile=`` syntax, later files
+    win); ``inherit`` (``--inherit``) holds the sockets this process was passed
+    and hands them to every child first (``ActivationError`` when nothing was
+    passed and ``sockets`` is empty); ``control`` answers ``listenfd reload
+    PID`` for this process; ``handle_signals`` makes it act on SIGHUP, SIGINT
+    and SIGTERM like the command line; ``verbose`` prints progress. Under a
+    service manager (``NOTIFY_SOCKET`` set) it relays ``READY=1``,
+    ``RELOADING=1``, ``STATUS=``, ``STOPPING=1``, the watchdog and the FD
+    store, and stays the main process."""
 
     def __new__(
         cls,
@@ -179,6 +195,9 @@ class Launcher:
         notify_access: Literal["main", "all"] = ...,
         handle_signals: bool = False,
         verbose: bool = True,
+        inherit: bool = False,
+        env_files: Sequence[str | os.PathLike[str]] = ...,
+        control: bool = False,
     ) -> Launcher: ...
     @property
     def pid(self) -> int | None:
@@ -195,8 +214,9 @@ class Launcher:
         first. Await it inside a running asyncio loop."""
     def restart(self) -> Awaitable[int]:
         """Restart the child (overlap or stop-start, as configured); the new
-        child's pid once ready, or ``RuntimeError`` saying why it was given up
-        (in overlap mode the old child then keeps serving)."""
+        child's pid once it serves alone (ready, and the old one exited), or
+        ``RuntimeError`` saying why it was given up (in overlap mode the old
+        child then keeps serving)."""
     def stop(self) -> Awaitable[int]:
         """Stop the children and the launcher; the exit status."""
     def wait(self) -> int:
@@ -205,3 +225,14 @@ class Launcher:
     def __enter__(self) -> Launcher: ...
     def __exit__(self, *_exc: object) -> bool:
         """Stop the children and the launcher, waiting for them."""
+
+def reload(pid: int, timeout: float = ...) -> str:
+    """Ask process ``pid`` (a ``listenfd run`` launcher, or Granian started with
+    ``--systemd-socket``) to reload and wait up to ``timeout`` seconds (120 by
+    default): its answer once the new version serves and the old one has
+    stopped. ``ReloadError`` saying why otherwise."""
+
+def control_socket_name(pid: int) -> str:
+    """The abstract unix socket name (without the leading NUL) on which process
+    ``pid`` answers ``listenfd reload``; the server side answers only its own
+    uid and root, and the client checks that the socket's owner is ``pid``."""

@@ -82,11 +82,30 @@ def run(args: argparse.Namespace) -> int:
             stop_signal=args.stop_signal,
             notify_access=args.notify_access,
             handle_signals=True,
+            inherit=args.inherit,
+            env_files=args.env_file,
+            control=True,
         )
+    except ActivationError as exc:
+        print(f"listenfd run: {exc}", file=sys.stderr)
+        return EXIT_NONE if "no sockets were passed" in str(exc) else EXIT_PROTOCOL_ERROR
     except (ValueError, OSError) as exc:
         print(f"listenfd run: {exc}", file=sys.stderr)
         return EXIT_PROTOCOL_ERROR
     return launcher.wait()
+
+
+def reload(pid: int, timeout: float) -> int:
+    from listenfd._listenfd import ReloadError
+    from listenfd._listenfd import reload as ask
+
+    try:
+        answer = ask(pid, timeout)
+    except ReloadError as exc:
+        print(f"listenfd reload: {exc}", file=sys.stderr)
+        return 1
+    print(f"listenfd reload: {answer}", file=sys.stderr)
+    return 0
 
 
 def _octal(value: str) -> int:
@@ -126,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
         "changes (--watch), SIGHUP or a crash. overlap: the new child starts before the old "
         "one stops. Exit status: the child's.",
         usage="listenfd run [OPTIONS] -- COMMAND [ARGS...]",
+    )
+    run_cmd.add_argument(
+        "--inherit",
+        action="store_true",
+        help="hold the sockets this process was passed (LISTEN_FDS: run as a systemd service "
+        "with a socket unit) and hand them to every child at fds 3.., with their names; -s "
+        "sockets follow them",
+    )
+    run_cmd.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="read variables for the child from PATH (systemd's EnvironmentFile= syntax) "
+        "before every start, so a reload picks up a change; repeatable, later files win; "
+        "-PATH may be missing",
     )
     run_cmd.add_argument(
         "-s",
@@ -205,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="whose READY=1 counts: the child only, or its descendants too",
     )
     run_cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    reload_cmd = commands.add_parser(
+        "reload",
+        help="reload a server and wait until the new version serves (for ExecReload=)",
+        description="Ask process PID — a `listenfd run` launcher, or Granian started with "
+        "--systemd-socket — to reload, and wait: exit 0 once the new version serves and the "
+        "old one has stopped; 1, with the reason on stderr, when the new version failed (the "
+        "old one keeps serving), PID does not answer reload requests, or no answer came in "
+        "time. In a unit: ExecReload=/path/to/listenfd reload $MAINPID",
+    )
+    reload_cmd.add_argument("pid", type=int, metavar="PID")
+    reload_cmd.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECS",
+        help="give up waiting after SECS (default 120); the reload may still complete",
+    )
     return parser
 
 
@@ -214,4 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return inspect(allow_missing_pid=args.no_pid)
     if args.subcommand == "run":
         return run(args)
+    if args.subcommand == "reload":
+        return reload(args.pid, args.timeout)
     raise AssertionError(f"unhandled command {args.subcommand!r}")  # argparse rejects others

@@ -270,8 +270,8 @@ class NotifyReceiver:
 
     @property
     def messages(self) -> list[Notification]:
-        """Every notification received so far, oldest first."""
-        while self._receive(0):
+        """Every notification received so far, oldest first (also after ``close()``)."""
+        while self._sock.fileno() != -1 and self._receive(0):
             pass
         return list(self._messages)
 

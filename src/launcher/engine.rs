@@ -9,8 +9,16 @@
 //! READY=1), at most one `pending` (overlap: the new child, until it is
 //! ready), and any number `stopping` (stop signal sent, SIGKILL at a
 //! deadline).
+//!
+//! A hand-off (a restart of a serving launcher) ends when the new child
+//! serves alone: in overlap mode once the old one has exited, in stop-start
+//! mode once the new one is ready; or when the new child failed and the old
+//! one keeps serving. Restart requests are answered then, and the engine
+//! tells its own service manager (`Upstream`): `RELOADING=1` when a hand-off
+//! starts, `READY=1` when it ends.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -80,6 +88,35 @@ pub struct Status {
 /// The answer to a restart request: the new child's pid, or why it failed.
 pub type RestartResult = std::result::Result<u32, String>;
 
+/// What the launcher tells its own service manager (when it has one: it is
+/// the main process of a `Type=notify` service).
+#[derive(Debug)]
+pub enum Upstream {
+    /// `READY=1`: serving, no hand-off under way.
+    Ready,
+    /// `RELOADING=1` (and `MONOTONIC_USEC=`): a hand-off starts.
+    Reloading,
+    /// `STOPPING=1`.
+    Stopping,
+    /// `STATUS=`, as the serving (or starting) child said it.
+    Status(String),
+    /// `WATCHDOG=`, from the serving child.
+    Watchdog(String),
+    /// `EXTEND_TIMEOUT_USEC=`, from a child.
+    ExtendTimeout(String),
+    /// `FDSTORE=1` with copies of the fds a child stored.
+    FdStore { name: String, fds: Vec<OwnedFd> },
+    /// `FDSTOREREMOVE=1`.
+    FdStoreRemove(String),
+}
+
+/// The old child of an overlap hand-off, stopping after its successor became
+/// ready; the hand-off ends when it has exited.
+struct Retiring {
+    pid: u32,
+    waiters: Vec<oneshot::Sender<RestartResult>>,
+}
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -99,6 +136,11 @@ pub struct Engine<C: Children, K: Clock> {
     clock: K,
     /// Progress lines, taken by the driver (`take_log`).
     log: Vec<String>,
+    /// For the launcher's own service manager, taken by the driver.
+    upstream: Vec<Upstream>,
+    /// RELOADING=1 went up and READY=1 has not followed yet.
+    reloading: bool,
+    retiring: Option<Retiring>,
     /// fds children stored with FDSTORE=1, passed to every later child.
     pub fd_store: FdStore,
     status: watch::Sender<Status>,
@@ -122,6 +164,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
             children,
             clock,
             log: Vec::new(),
+            upstream: Vec::new(),
+            reloading: false,
+            retiring: None,
             fd_store: FdStore::default(),
             status,
             current: None,
@@ -152,6 +197,30 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// The progress lines since the last call.
     pub fn take_log(&mut self) -> Vec<String> {
         std::mem::take(&mut self.log)
+    }
+
+    /// What to tell the launcher's own service manager, since the last call.
+    pub fn take_upstream(&mut self) -> Vec<Upstream> {
+        std::mem::take(&mut self.upstream)
+    }
+
+    /// The launcher serves with no hand-off under way: READY=1 goes up (it is
+    /// harmless to repeat it), pending restart requests get `pid`.
+    fn settled(&mut self, pid: u32) {
+        self.reloading = false;
+        self.upstream.push(Upstream::Ready);
+        self.ready_waiters(pid);
+    }
+
+    /// A hand-off failed; the old child keeps serving.
+    fn handoff_failed(&mut self, why: &str) {
+        self.say(why.to_owned());
+        self.record_failure(why);
+        self.fail_waiters(why);
+        if self.reloading && self.current.as_ref().is_some_and(|c| c.ready) {
+            self.reloading = false;
+            self.upstream.push(Upstream::Ready);
+        }
     }
 
     fn say(&mut self, message: impl Into<String>) {
@@ -232,6 +301,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
         self.auto_restart_at = None;
         self.say(format!("restarting: {reason}"));
+        if self.current.is_some() && !self.reloading {
+            self.reloading = true;
+            self.upstream.push(Upstream::Reloading);
+        }
         if let Some(pending) = self.pending.take() {
             self.stop_child(pending, "superseded by a newer restart");
         }
@@ -246,12 +319,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 self.current = Some(old);
                 match self.spawn_child() {
                     Ok(child) => self.pending = Some(child),
-                    Err(e) => {
-                        self.say(format!(
-                            "cannot start the new child: {e}; the old one keeps serving"
-                        ));
-                        self.fail_waiters(&e.to_string());
-                    }
+                    Err(e) => self.handoff_failed(&format!(
+                        "cannot start the new child: {e}; the old one keeps serving"
+                    )),
                 }
             }
             None => self.start_now(),
@@ -284,18 +354,27 @@ impl<C: Children, K: Clock> Engine<C, K> {
             new.ready = true;
             self.say(format!("pid {pid} is ready ({how})"));
             if let Some(old) = self.current.take() {
+                // The hand-off ends when the old child has exited.
+                let waiters = std::mem::take(&mut self.waiters);
+                self.retiring = Some(Retiring {
+                    pid: old.pid,
+                    waiters,
+                });
                 self.stop_child(old, "replaced by a ready child");
+                self.current = Some(new);
+            } else {
+                self.current = Some(new);
+                self.settled(pid);
             }
-            self.current = Some(new);
         } else if let Some(current) = self.current.as_mut().filter(|c| c.pid == pid && !c.ready) {
             current.ready = true;
             self.say(format!("pid {pid} is ready ({how})"));
+            self.settled(pid);
         } else {
             return;
         }
         self.backoff = FIRST_BACKOFF;
         self.publish();
-        self.ready_waiters(pid);
     }
 
     /// Which child a notification comes from, if we trust it.
@@ -332,8 +411,19 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 c.notifies = true;
             }
         }
+        let serving = self.current.as_ref().is_some_and(|c| c.pid == child_pid);
+        let starting = self.pending.as_ref().is_some_and(|c| c.pid == child_pid);
         if let Some(status) = message.get("STATUS") {
             self.say(format!("[pid {child_pid}] {status}"));
+            if serving || starting {
+                self.upstream.push(Upstream::Status(status.to_owned()));
+            }
+        }
+        if let Some(ping) = message.get("WATCHDOG").filter(|_| serving) {
+            self.upstream.push(Upstream::Watchdog(ping.to_owned()));
+        }
+        if let Some(usec) = message.get("EXTEND_TIMEOUT_USEC") {
+            self.upstream.push(Upstream::ExtendTimeout(usec.to_owned()));
         }
         if message.get("STOPPING") == Some("1") {
             self.say(format!("pid {child_pid} is stopping"));
@@ -347,12 +437,19 @@ impl<C: Children, K: Clock> Engine<C, K> {
             self.say(format!(
                 "[pid {child_pid}] removed {removed} stored fd(s) named {name:?}"
             ));
+            self.upstream.push(Upstream::FdStoreRemove(name.to_owned()));
         }
         let ready = message.get("READY") == Some("1");
         if message.get("FDSTORE") == Some("1") && !message.fds.is_empty() {
             let name = message.get("FDNAME").unwrap_or("stored").to_owned();
             let Notification { fds, .. } = message;
             let count = fds.len();
+            // Up to the service manager too, so stored fds outlive the launcher.
+            let copies: Vec<OwnedFd> = fds.iter().filter_map(|fd| fd.try_clone().ok()).collect();
+            self.upstream.push(Upstream::FdStore {
+                name: name.clone(),
+                fds: copies,
+            });
             let line = match self.fd_store.store(&name, fds) {
                 Ok(added) => format!(
                     "[pid {child_pid}] stored {added} fd(s) as {name:?} ({} already stored)",
@@ -377,6 +474,17 @@ impl<C: Children, K: Clock> Engine<C, K> {
     pub fn on_exit(&mut self, pid: u32, status: i32) {
         if self.stopping.remove(&pid).is_some() {
             self.say(format!("pid {pid} stopped ({})", describe_status(status)));
+            if let Some(retiring) = self.retiring.take_if(|r| r.pid == pid) {
+                let serving = self.current.as_ref().map(|c| c.pid);
+                match serving {
+                    // A newer hand-off has begun meanwhile: it ends later.
+                    Some(new) if self.pending.is_none() => {
+                        self.waiters.extend(retiring.waiters);
+                        self.settled(new);
+                    }
+                    _ => self.waiters.extend(retiring.waiters),
+                }
+            }
             if self.start_after == Some(pid) {
                 self.start_after = None;
                 if self.shutting_down {
@@ -397,9 +505,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 "the new child pid {pid} exited before it was ready ({}); pid {old} keeps serving",
                 describe_status(status)
             );
-            self.say(why.clone());
-            self.record_failure(&why);
-            self.fail_waiters(&why);
+            self.handoff_failed(&why);
             return;
         }
         if self.current.as_ref().is_some_and(|c| c.pid == pid) {
@@ -439,6 +545,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
         self.shutting_down = true;
         self.say(format!("stopping ({why})"));
+        self.upstream.push(Upstream::Stopping);
         self.auto_restart_at = None;
         self.change = None;
         if let Some(p) = self.pending.take() {
@@ -450,6 +557,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
             self.stop_child(c, why);
         }
         self.fail_waiters("the launcher is stopping");
+        if let Some(retiring) = self.retiring.take() {
+            for w in retiring.waiters {
+                let _ = w.send(Err("the launcher is stopping".into()));
+            }
+        }
         self.publish();
     }
 
@@ -503,10 +615,8 @@ impl<C: Children, K: Clock> Engine<C, K> {
                     p.pid,
                     self.policy.ready_timeout.as_secs_f64()
                 );
-                self.say(why.clone());
                 self.stop_child(p, "not ready in time");
-                self.record_failure(&why);
-                self.fail_waiters(&why);
+                self.handoff_failed(&why);
             }
         }
         if let Some(c) = self.current.as_ref().filter(|c| !c.ready && !c.notifies) {
@@ -714,8 +824,16 @@ mod tests {
         h.ready(102);
         assert_eq!(h.signals(), [(101, TERM)], "then the old one stops");
         assert_eq!(h.status().pid, Some(102));
-        assert_eq!(answer.try_recv(), Ok(Ok(102)));
+        assert!(
+            answer.try_recv().is_err(),
+            "not done while the old one still runs"
+        );
         h.engine.on_exit(101, killed(TERM));
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Ok(102)),
+            "done: only the new one serves"
+        );
         assert!(h
             .log()
             .contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
@@ -797,13 +915,13 @@ mod tests {
         h.ready(103);
         assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
         assert_eq!(h.status().pid, Some(103));
+        h.engine.on_exit(102, killed(TERM));
+        h.engine.on_exit(101, killed(TERM));
         assert_eq!(
             first.try_recv(),
             Ok(Ok(103)),
             "the waiter gets the newest child"
         );
-        h.engine.on_exit(102, killed(TERM));
-        h.engine.on_exit(101, killed(TERM));
         assert_eq!(h.status().pid, Some(103));
     }
 
@@ -947,5 +1065,109 @@ mod tests {
         });
         assert!(h.engine.fd_store.is_empty());
         assert!(h.log().contains("removed 1 stored fd(s) named \"web\""));
+    }
+
+    fn upstream(h: &mut Harness) -> Vec<String> {
+        h.engine
+            .take_upstream()
+            .into_iter()
+            .map(|u| match u {
+                Upstream::Status(text) => format!("STATUS={text}"),
+                Upstream::Watchdog(value) => format!("WATCHDOG={value}"),
+                Upstream::FdStore { name, fds } => format!("FDSTORE {name} {}", fds.len()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn message(pid: u32, fields: &[(&str, &str)]) -> Notification {
+        Notification {
+            pid: Some(pid),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            fds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn upstream_relay_of_an_overlap_hand_off() {
+        let mut h = started(RestartMode::Overlap);
+        h.engine
+            .on_notification(message(101, &[("STATUS", "loading"), ("WATCHDOG", "1")]));
+        h.ready(101);
+        assert_eq!(upstream(&mut h), ["STATUS=loading", "WATCHDOG=1", "Ready"]);
+        drop(h.restart());
+        assert_eq!(upstream(&mut h), ["Reloading"]);
+        // Only the serving child's pings count; both children's status shows.
+        h.engine
+            .on_notification(message(102, &[("WATCHDOG", "1"), ("STATUS", "new")]));
+        h.engine.on_notification(message(101, &[("WATCHDOG", "1")]));
+        h.engine
+            .on_notification(message(102, &[("EXTEND_TIMEOUT_USEC", "5000000")]));
+        h.ready(102);
+        assert_eq!(
+            upstream(&mut h),
+            ["STATUS=new", "WATCHDOG=1", "ExtendTimeout(\"5000000\")"]
+        );
+        h.engine.on_exit(101, killed(TERM));
+        assert_eq!(
+            upstream(&mut h),
+            ["Ready"],
+            "the hand-off ends with the old one gone"
+        );
+        h.engine.on_notification(message(101, &[("MAINPID", "1")]));
+        h.engine.begin_shutdown("SIGTERM");
+        assert_eq!(
+            upstream(&mut h),
+            ["Stopping"],
+            "MAINPID= is not a child's to send"
+        );
+    }
+
+    #[test]
+    fn upstream_relay_of_a_failed_hand_off_and_of_stop_start() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        upstream(&mut h);
+        drop(h.restart());
+        h.engine.on_exit(102, exited(1));
+        assert_eq!(
+            upstream(&mut h),
+            ["Reloading", "Ready"],
+            "the old one keeps serving"
+        );
+
+        let mut h = started(RestartMode::StopStart);
+        h.ready(101);
+        upstream(&mut h);
+        let mut answer = h.restart();
+        h.engine.on_exit(101, exited(0));
+        assert_eq!(upstream(&mut h), ["Reloading"]);
+        h.ready(102);
+        assert_eq!(upstream(&mut h), ["Ready"]);
+        assert_eq!(answer.try_recv(), Ok(Ok(102)));
+    }
+
+    #[test]
+    fn stored_fds_go_up_too() {
+        use std::os::unix::net::UnixStream;
+        let mut h = started(RestartMode::Overlap);
+        let (a, _b) = UnixStream::pair().unwrap();
+        h.engine.on_notification(Notification {
+            pid: Some(101),
+            fields: vec![
+                ("FDSTORE".into(), "1".into()),
+                ("FDNAME".into(), "web".into()),
+            ],
+            fds: vec![a.into()],
+        });
+        h.engine
+            .on_notification(message(101, &[("FDSTOREREMOVE", "1"), ("FDNAME", "web")]));
+        assert_eq!(
+            upstream(&mut h),
+            ["FDSTORE web 1", "FdStoreRemove(\"web\")"]
+        );
     }
 }

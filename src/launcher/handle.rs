@@ -1,5 +1,8 @@
 //! The running launcher: its thread, the event loop that feeds the engine,
-//! and the real children the engine drives.
+//! and the real children the engine drives. When the launcher itself runs
+//! under a service manager (`NOTIFY_SOCKET`), what the engine says upstream
+//! goes there; with `control`, `listenfd reload PID` requests come in on the
+//! control socket.
 //!
 //! Children are forked from that one thread, and it lives as long as the
 //! launcher: `PR_SET_PDEATHSIG` fires when the *thread* that forked a child
@@ -17,14 +20,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
-use super::engine::{Children, Engine, Policy, RestartResult, Status, SystemClock};
+use super::engine::{Children, Engine, Policy, RestartResult, Status, SystemClock, Upstream};
 use super::fdstore::FdStore;
 use super::open::{open_all, HeldSocket};
 use super::spawn::ChildPlan;
 use super::watch::{watch as watch_files, ChangeFilter};
 use super::Config;
+use crate::control::{self, Reply};
 use crate::error::{Error, Result};
-use crate::notify::{is_descendant, NotifyReceiver};
+use crate::notify::{is_descendant, NotifyAddress, NotifyReceiver};
 
 enum Request {
     Restart(oneshot::Sender<RestartResult>),
@@ -48,25 +52,28 @@ pub struct Launcher {
 impl Launcher {
     /// Open the sockets and the notify receiver (errors surface here, before
     /// anything runs), then start the first child on the launcher's thread.
-    pub fn start(config: Config) -> Result<Launcher> {
-        let held = open_all(&config.sockets, config.open)?;
+    /// `inherited`: sockets passed to the launcher itself (`--inherit`),
+    /// handed to every child before the ones of `config.sockets`.
+    pub fn start(config: Config, inherited: Vec<HeldSocket>) -> Result<Launcher> {
+        let mut held = inherited;
+        held.extend(open_all(&config.sockets, config.open)?);
         let sockets: Vec<String> = held.iter().zip(3..).map(|(h, fd)| h.describe(fd)).collect();
         let receiver =
             NotifyReceiver::bind().map_err(|e| Error::os("binding the notify socket", e))?;
+        let upstream = upstream_from_env()?;
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| k != "NOTIFY_SOCKET")
             .collect();
         env.push(("NOTIFY_SOCKET".into(), receiver.address.clone().into()));
+        let control = config.control.then(bind_control).transpose()?;
         let children = RealChildren {
             command: config.command.clone(),
             env,
-            names: config
-                .sockets
-                .iter()
-                .map(|s| s.fd_name().to_owned())
-                .collect(),
+            env_files: config.env_files.clone(),
+            names: held.iter().map(|h| h.name.clone()).collect(),
             held,
             listen_pid: !config.no_pid,
+            watchdog_usec: upstream.as_ref().and_then(|u| u.watchdog_usec),
             events: None,
         };
         // Built once here so that a bad command fails before anything runs;
@@ -83,6 +90,7 @@ impl Launcher {
             }
         }
         let (req_tx, req_rx) = mpsc::unbounded_channel();
+        let req_tx_loop = req_tx.clone();
         let (status_tx, status_rx) = watch::channel(Status::default());
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -99,8 +107,16 @@ impl Launcher {
                     }
                 };
                 runtime.block_on(async move {
-                    let driver =
-                        Driver::new(&config, children, receiver, filter, req_rx, status_tx);
+                    let driver = Driver::new(
+                        &config,
+                        children,
+                        receiver,
+                        filter,
+                        (req_tx_loop, req_rx),
+                        status_tx,
+                        upstream.map(|u| u.address),
+                        control,
+                    );
                     let mut driver = match driver {
                         Ok(driver) => driver,
                         Err(e) => {
@@ -183,15 +199,66 @@ impl Drop for Launcher {
     }
 }
 
+/// This process's control socket, for `listenfd reload`.
+fn bind_control() -> Result<std::os::unix::net::UnixListener> {
+    let pid = std::process::id();
+    let listener = control::bind(pid).map_err(|e| {
+        Error::os(
+            format!("binding the control socket @{}", control::name(pid)),
+            e,
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::os("the control socket", e))?;
+    Ok(listener)
+}
+
+/// What the launcher's own service manager gave it: where to notify, and
+/// the watchdog interval it expects.
+struct UpstreamEnv {
+    address: NotifyAddress,
+    watchdog_usec: Option<u64>,
+}
+
+fn upstream_from_env() -> Result<Option<UpstreamEnv>> {
+    let Some(value) = std::env::var("NOTIFY_SOCKET")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let address = crate::notify::parse_address(&value)?;
+    let watchdog_usec = crate::notify::watchdog_usec(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )?;
+    Ok(Some(UpstreamEnv {
+        address,
+        watchdog_usec,
+    }))
+}
+
+/// The variables the launcher sets for its children, which an env file may
+/// not change.
+fn reserved(key: &str) -> bool {
+    key == "NOTIFY_SOCKET" || key.starts_with("LISTEN_") || key.starts_with("WATCHDOG_")
+}
+
 /// Real processes: fork/exec with the held sockets and the FD store's fds.
 struct RealChildren {
     command: Vec<OsString>,
     /// The child's environment, `NOTIFY_SOCKET` included, `LISTEN_*` excluded.
     env: Vec<(OsString, OsString)>,
+    /// Read before every start, applied over `env`.
+    env_files: Vec<PathBuf>,
     held: Vec<HeldSocket>,
     /// `LISTEN_FDNAMES` entries of the held sockets.
     names: Vec<String>,
     listen_pid: bool,
+    /// The launcher's own watchdog, handed on to every child.
+    watchdog_usec: Option<u64>,
     /// Where exits are reported (set once the event loop runs).
     events: Option<mpsc::UnboundedSender<Event>>,
 }
@@ -231,12 +298,19 @@ impl RealChildren {
             parked.push(unsafe { OwnedFd::from_raw_fd(raw) });
             placed.push(raw);
         }
+        let mut env = self.env.clone();
+        let from_files = crate::envfile::load(&self.env_files).map_err(|e| Error::EnvFile(e.0))?;
+        for (key, value) in from_files.into_iter().filter(|(k, _)| !reserved(k)) {
+            env.retain(|(k, _)| k.as_os_str() != key.as_str());
+            env.push((key.into(), value.into()));
+        }
         let plan = ChildPlan::new(
             &self.command,
-            self.env.clone(),
+            env,
             placed,
             &names,
             self.listen_pid,
+            self.watchdog_usec,
         )?;
         Ok((plan, parked))
     }
@@ -278,21 +352,32 @@ struct Driver {
     engine: Engine<RealChildren, SystemClock>,
     receiver: AsyncFd<NotifyReceiver>,
     _watcher: Option<notify::RecommendedWatcher>,
+    /// A sender for control connections to put their restart requests in.
+    request_tx: mpsc::UnboundedSender<Request>,
     requests: mpsc::UnboundedReceiver<Request>,
     events: mpsc::UnboundedReceiver<Event>,
     status: watch::Sender<Status>,
+    /// The launcher's own service manager.
+    upstream: Option<NotifyAddress>,
+    control: Option<tokio::net::UnixListener>,
     handle_signals: bool,
     verbose: bool,
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: &Config,
         mut children: RealChildren,
         receiver: NotifyReceiver,
         filter: Option<ChangeFilter>,
-        requests: mpsc::UnboundedReceiver<Request>,
+        (request_tx, requests): (
+            mpsc::UnboundedSender<Request>,
+            mpsc::UnboundedReceiver<Request>,
+        ),
         status: watch::Sender<Status>,
+        upstream: Option<NotifyAddress>,
+        control: Option<std::os::unix::net::UnixListener>,
     ) -> Result<Self> {
         let (events_tx, events) = mpsc::unbounded_channel();
         let watcher = match filter {
@@ -314,6 +399,10 @@ impl Driver {
             notify_access_all: config.notify_access_all,
             debounce: config.debounce,
         };
+        let control = control
+            .map(tokio::net::UnixListener::from_std)
+            .transpose()
+            .map_err(|e| Error::os("the control socket", e))?;
         Ok(Driver {
             engine: Engine::new(policy, children, SystemClock, status.clone()),
             // SAFETY: the receiver owns its fd for as long as the AsyncFd
@@ -321,9 +410,12 @@ impl Driver {
             receiver: unsafe { AsyncFd::register(receiver) }
                 .map_err(|e| Error::os("registering the notify socket", e.into()))?,
             _watcher: watcher,
+            request_tx,
             requests,
             events,
             status,
+            upstream,
+            control,
             handle_signals: config.handle_signals,
             verbose: config.verbose,
         })
@@ -335,6 +427,28 @@ impl Driver {
                 eprintln!("listenfd: {line}");
             }
         }
+        let notices = self.engine.take_upstream();
+        let Some(address) = &self.upstream else {
+            return;
+        };
+        for notice in notices {
+            let (message, fds) = upstream_message(notice);
+            let borrowed: Vec<_> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
+            if let Err(e) = crate::notify::send(address, &message, &borrowed) {
+                if self.verbose {
+                    eprintln!("listenfd: telling the service manager {message:?}: {e}");
+                }
+            }
+        }
+    }
+
+    /// One `listenfd reload` connection: check who asks, restart, answer
+    /// when the hand-off has ended.
+    fn serve_control(&self, stream: tokio::net::UnixStream) {
+        let requests = self.request_tx.clone();
+        tokio::spawn(async move {
+            let _ = answer_control(stream, requests).await;
+        });
     }
 
     fn drain_notifications(&mut self) {
@@ -388,6 +502,14 @@ impl Driver {
                         }
                     }
                 },
+                accepted = next_control(self.control.as_ref()) => match accepted {
+                    Ok(stream) => self.serve_control(stream),
+                    Err(e) => {
+                        if self.verbose {
+                            eprintln!("listenfd: control socket: {e}");
+                        }
+                    }
+                },
                 () = next_signal(&mut hup) => self.engine.on_hangup(),
                 () = next_signal(&mut int) => self.engine.begin_shutdown("SIGINT"),
                 () = next_signal(&mut term) => self.engine.begin_shutdown("SIGTERM"),
@@ -396,6 +518,7 @@ impl Driver {
             }
             self.flush_log();
         }
+        self.flush_log();
         let code = self.engine.exit_code();
         if self.verbose {
             eprintln!("listenfd: exiting with status {code}");
@@ -407,6 +530,82 @@ impl Driver {
         });
         code
     }
+}
+
+/// The next connection on the control socket; never, without one.
+async fn next_control(
+    listener: Option<&tokio::net::UnixListener>,
+) -> std::io::Result<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
+    }
+}
+
+async fn answer_control(
+    stream: tokio::net::UnixStream,
+    requests: mpsc::UnboundedSender<Request>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let (read, mut write) = stream.into_split();
+    let peer = control::peer(std::os::fd::AsFd::as_fd(write.as_ref()))?;
+    // SAFETY: geteuid has no preconditions.
+    let own_uid = unsafe { libc::geteuid() };
+    if !control::allowed(peer, own_uid) {
+        let reply = Reply::Failed(format!(
+            "permission denied: uid {} may not reload a launcher of uid {own_uid}",
+            peer.uid
+        ));
+        return write.write_all(reply.line().as_bytes()).await;
+    }
+    let mut line = String::new();
+    let mut reader = BufReader::new(read);
+    let request = reader.read_line(&mut line);
+    if tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let reply = if line.trim_end() == control::RELOAD {
+        let (tx, rx) = oneshot::channel();
+        let _ = requests.send(Request::Restart(tx));
+        match rx.await {
+            Ok(Ok(pid)) => Reply::Ok(format!("pid {pid} serves; the old child has stopped")),
+            Ok(Err(why)) => Reply::Failed(why),
+            Err(_) => Reply::Failed("the launcher has stopped".into()),
+        }
+    } else {
+        Reply::Failed(format!("unknown request {:?}", line.trim_end()))
+    };
+    write.write_all(reply.line().as_bytes()).await
+}
+
+/// An upstream notice as the datagram to send, with the fds it carries.
+fn upstream_message(notice: Upstream) -> (String, Vec<OwnedFd>) {
+    let text = match notice {
+        Upstream::Ready => "READY=1".to_owned(),
+        Upstream::Reloading => {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: a valid out-pointer for clock_gettime.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+            let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+            format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+        }
+        Upstream::Stopping => "STOPPING=1".to_owned(),
+        Upstream::Status(text) => format!("STATUS={text}"),
+        Upstream::Watchdog(value) => format!("WATCHDOG={value}"),
+        Upstream::ExtendTimeout(usec) => format!("EXTEND_TIMEOUT_USEC={usec}"),
+        Upstream::FdStoreRemove(name) => format!("FDSTOREREMOVE=1\nFDNAME={name}"),
+        Upstream::FdStore { name, fds } => {
+            return (format!("FDSTORE=1\nFDNAME={name}\nFDPOLL=0"), fds)
+        }
+    };
+    (text, Vec::new())
 }
 
 /// The next delivery of a signal we listen to; never, for one we do not.

@@ -85,6 +85,10 @@ pub struct Config {
     pub handle_signals: bool,
     /// Print `listenfd: ...` progress lines on stderr.
     pub verbose: bool,
+    /// `--env-file`: read before every child start (systemd's syntax).
+    pub env_files: Vec<PathBuf>,
+    /// Answer `listenfd reload PID` on this process's control socket.
+    pub control: bool,
 }
 
 impl Config {
@@ -105,6 +109,8 @@ impl Config {
             notify_access_all: false,
             handle_signals: true,
             verbose: true,
+            env_files: Vec::new(),
+            control: false,
         }
     }
 }

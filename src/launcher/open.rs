@@ -2,7 +2,6 @@
 
 use std::ffi::CString;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -13,13 +12,16 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use super::spec::{Address, Kind, SocketSpec};
 use crate::error::{Error, Result};
 
-/// A socket the launcher opened and keeps open across every restart.
+/// A socket the launcher keeps open across every restart: one it opened
+/// (`-s`), or one its own service manager passed to it (`--inherit`).
 #[derive(Debug)]
 pub struct HeldSocket {
-    pub spec: SocketSpec,
+    /// Its entry in the children's `LISTEN_FDNAMES`.
+    pub name: String,
     pub fd: OwnedFd,
-    /// The address actually bound (port 0 resolved).
-    pub local: Option<SocketAddr>,
+    /// How it is shown: `http://127.0.0.1:8000/` (the port bound, not 0),
+    /// `inherited fd 3 (127.0.0.1:8000)`.
+    pub shown: String,
     /// A unix path we created, removed on drop if it is still ours.
     unix_path: Option<CreatedPath>,
 }
@@ -56,13 +58,20 @@ impl HeldSocket {
         self.fd
     }
 
-    /// `listenfd: http://127.0.0.1:8000/ -> fd 3 (web)`, with the real port.
-    pub fn describe(&self, fd: RawFd) -> String {
-        let mut spec = self.spec.clone();
-        if let (Some(local), Address::Inet(_)) = (self.local, &self.spec.address) {
-            spec.address = Address::Inet(local);
+    /// A socket passed to the launcher itself, held for its children.
+    pub fn inherited(fd: OwnedFd, name: String, shown: String) -> Self {
+        HeldSocket {
+            name,
+            fd,
+            shown,
+            unix_path: None,
         }
-        format!("{spec} -> fd {fd} ({})", self.spec.fd_name())
+    }
+
+    /// `http://127.0.0.1:8000/ -> fd 3 (web)`: what it is and where the
+    /// children get it.
+    pub fn describe(&self, fd: RawFd) -> String {
+        format!("{} -> fd {fd} ({})", self.shown, self.name)
     }
 }
 
@@ -131,11 +140,14 @@ fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<Hel
                 sock.listen(backlog)
                     .map_err(|e| open_error(spec, "listening on", e))?;
             }
-            let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+            let mut shown = spec.clone();
+            if let Some(local) = sock.local_addr().ok().and_then(|a| a.as_socket()) {
+                shown.address = Address::Inet(local);
+            }
             Ok(HeldSocket {
-                spec: spec.clone(),
+                name: spec.fd_name().to_owned(),
                 fd: sock.into(),
-                local,
+                shown: shown.to_string(),
                 unix_path: None,
             })
         }
@@ -170,9 +182,9 @@ fn open_one(spec: &SocketSpec, backlog: i32, options: OpenOptions) -> Result<Hel
             sock.listen(backlog)
                 .map_err(|e| open_error(spec, "listening on", e))?;
             Ok(HeldSocket {
-                spec: spec.clone(),
+                name: spec.fd_name().to_owned(),
                 fd: sock.into(),
-                local: None,
+                shown: spec.to_string(),
                 unix_path: Some(created),
             })
         }

@@ -17,15 +17,15 @@ use crate::error::{Error, Result};
 pub struct ChildPlan {
     program: CString,
     argv: Vec<CString>,
-    /// NUL-terminated `KEY=VALUE` buffers; `pid_slot` points into one of them.
+    /// NUL-terminated `KEY=VALUE` buffers; the last `pid_vars` of them end
+    /// in a slot where the child writes its own pid.
     env: Vec<Vec<u8>>,
-    listen_pid: bool,
+    pid_vars: usize,
     /// Source fds (parked above 3+n by `open_all`), placed at 3, 4, ...
     fds: Vec<RawFd>,
     pub display: String,
 }
 
-const PID_PREFIX: &[u8] = b"LISTEN_PID=";
 const PID_DIGITS: usize = 20;
 
 /// Resolve `program` on `PATH` (from the environment the child gets).
@@ -57,14 +57,18 @@ fn c_string(bytes: &[u8], what: &str) -> Result<CString> {
 }
 
 impl ChildPlan {
-    /// `env`: the child's environment without any `LISTEN_*`; they are added
-    /// here. `names`: one per fd, for `LISTEN_FDNAMES`.
+    /// `env`: the child's environment; any `LISTEN_*` and `WATCHDOG_*` in it
+    /// are replaced by what is set here. `names`: one per fd, for
+    /// `LISTEN_FDNAMES`. `listen_pid`: set `LISTEN_PID` to the child's own
+    /// pid. `watchdog_usec`: hand the child a watchdog (`WATCHDOG_USEC`, and
+    /// `WATCHDOG_PID` = its own pid).
     pub fn new(
         command: &[OsString],
         mut env: Vec<(OsString, OsString)>,
         fds: Vec<RawFd>,
         names: &[String],
         listen_pid: bool,
+        watchdog_usec: Option<u64>,
     ) -> Result<Self> {
         let Some(first) = command.first() else {
             return Err(Error::InvalidOption {
@@ -72,7 +76,9 @@ impl ChildPlan {
                 problem: "no command given after --".into(),
             });
         };
-        env.retain(|(k, _)| !k.as_bytes().starts_with(b"LISTEN_"));
+        env.retain(|(k, _)| {
+            !k.as_bytes().starts_with(b"LISTEN_") && !k.as_bytes().starts_with(b"WATCHDOG_")
+        });
         let path_var = env
             .iter()
             .find(|(k, _)| k == "PATH")
@@ -99,11 +105,20 @@ impl ChildPlan {
         names_var.extend_from_slice(names.join(":").as_bytes());
         names_var.push(0);
         buffers.push(names_var);
-        if listen_pid {
-            let mut slot = PID_PREFIX.to_vec();
+        if let Some(usec) = watchdog_usec {
+            buffers.push(format!("WATCHDOG_USEC={usec}\0").into_bytes());
+        }
+        let mut pid_vars = 0;
+        let with_pid = [
+            (listen_pid, "LISTEN_PID="),
+            (watchdog_usec.is_some(), "WATCHDOG_PID="),
+        ];
+        for (_, prefix) in with_pid.iter().filter(|(wanted, _)| *wanted) {
+            let mut slot = prefix.as_bytes().to_vec();
             slot.extend_from_slice(&[b'0'; PID_DIGITS]);
             slot.push(0);
             buffers.push(slot);
+            pid_vars += 1;
         }
         Ok(ChildPlan {
             program: c_string(program.as_os_str().as_bytes(), "the program path")?,
@@ -112,7 +127,7 @@ impl ChildPlan {
                 .map(|a| c_string(a.as_bytes(), "an argument"))
                 .collect::<Result<_>>()?,
             env: buffers,
-            listen_pid,
+            pid_vars,
             fds,
             display: command
                 .iter()
@@ -131,14 +146,16 @@ impl ChildPlan {
             .chain(std::iter::once(std::ptr::null()))
             .collect();
         // Pointers into our own buffers; the child writes its pid into the
-        // LISTEN_PID one, in its own copy of memory.
-        let pid_slot: *mut u8 = if self.listen_pid {
-            let last = self.env.last_mut().expect("LISTEN_PID buffer");
-            // SAFETY: the buffer is PID_PREFIX + PID_DIGITS + NUL long.
-            unsafe { last.as_mut_ptr().add(PID_PREFIX.len()) }
-        } else {
-            std::ptr::null_mut()
-        };
+        // slots (after `NAME=`), in its own copy of memory.
+        let first_slot = self.env.len() - self.pid_vars;
+        let pid_slots: Vec<*mut u8> = self.env[first_slot..]
+            .iter_mut()
+            .map(|buffer| {
+                let at = buffer.len() - PID_DIGITS - 1;
+                // SAFETY: the buffer is NAME= + PID_DIGITS + NUL long.
+                unsafe { buffer.as_mut_ptr().add(at) }
+            })
+            .collect();
         let envp: Vec<*const c_char> = self
             .env
             .iter()
@@ -187,7 +204,7 @@ impl ChildPlan {
                     &self.program,
                     &argv,
                     &envp,
-                    pid_slot,
+                    &pid_slots,
                     &fds,
                     max_fd,
                     launcher_pid,
@@ -247,7 +264,7 @@ unsafe fn child_after_fork(
     program: &CString,
     argv: &[*const c_char],
     envp: &[*const c_char],
-    pid_slot: *mut u8,
+    pid_slots: &[*mut u8],
     fds: &[RawFd],
     max_fd: RawFd,
     launcher_pid: libc::pid_t,
@@ -272,8 +289,8 @@ unsafe fn child_after_fork(
         if libc::getppid() != launcher_pid {
             libc::_exit(1); // the launcher died before prctl took effect
         }
-        if !pid_slot.is_null() {
-            // LISTEN_PID = our own pid, as digits, NUL right after them.
+        if !pid_slots.is_empty() {
+            // LISTEN_PID, WATCHDOG_PID = our own pid, as digits, NUL right after.
             let mut pid = libc::getpid() as u64;
             let mut digits = [0u8; PID_DIGITS];
             let mut len = 0;
@@ -285,10 +302,12 @@ unsafe fn child_after_fork(
                     break;
                 }
             }
-            for i in 0..len {
-                *pid_slot.add(i) = digits[len - 1 - i];
+            for &slot in pid_slots {
+                for i in 0..len {
+                    *slot.add(i) = digits[len - 1 - i];
+                }
+                *slot.add(len) = 0;
             }
-            *pid_slot.add(len) = 0;
         }
         // Its own process group: the terminal's Ctrl-C goes to the launcher,
         // which stops the child in order.

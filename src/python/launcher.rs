@@ -10,6 +10,7 @@
 //! reach the asyncio loop through its `call_soon_threadsafe`.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -19,7 +20,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use tokio::sync::watch;
 
+use super::socket::PyEnviron;
+use super::ActivationError;
+use crate::activation::{self, Activation, Options};
 use crate::error::Error;
+use crate::launcher::open::HeldSocket;
 use crate::launcher::{parse_signal, Config, Launcher as Engine, RestartMode, SocketSpec, Status};
 
 /// A `restart_mode` argument: `"overlap"` or `"stop-start"`.
@@ -70,7 +75,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Signal {
 }
 
 /// A duration argument in seconds (a float >= 0).
-struct Seconds(Duration);
+pub(crate) struct Seconds(Duration);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
     type Error = PyErr;
@@ -79,6 +84,32 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
         Duration::try_from_secs_f64(value)
             .map(Seconds)
             .map_err(|_| PyValueError::new_err(format!("expected seconds >= 0, got {value}")))
+    }
+}
+
+/// `--inherit`: the sockets this process was passed, to hold for the children.
+/// Nothing passed is an error unless `-s` sockets are held anyway.
+fn inherited_sockets(py: Python<'_>, required: bool) -> PyResult<Vec<HeldSocket>> {
+    let options = Options {
+        unset_env: true,
+        allow_missing_pid: false,
+    };
+    match activation::claim(&mut PyEnviron::of(py)?, options)? {
+        Activation::Passed(fds) => Ok(fds
+            .into_iter()
+            .map(|inherited| {
+                let shown = format!(
+                    "inherited fd {} ({})",
+                    inherited.fd.as_raw_fd(),
+                    inherited.info.local_addr
+                );
+                HeldSocket::inherited(inherited.fd.into_owned_fd(), inherited.name, shown)
+            })
+            .collect()),
+        Activation::NotPassed(reason) if required => Err(ActivationError::new_err(format!(
+            "--inherit: no sockets were passed to this process: {reason}"
+        ))),
+        Activation::NotPassed(_) => Ok(Vec::new()),
     }
 }
 
@@ -137,8 +168,10 @@ impl Launcher {
         ready_delay = Seconds(Duration::from_secs(2)),
         stop_timeout = Seconds(Duration::from_secs(10)), stop_signal = Signal(libc::SIGTERM),
         notify_access = NotifyAccessAll(false), handle_signals = false, verbose = true,
+        inherit = false, env_files = Vec::new(), control = false,
     ))]
-    #[allow(clippy::too_many_arguments)]
+    // The keyword arguments of `listenfd run`'s options, flags included.
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn new(
         py: Python<'_>,
         command: Vec<OsString>,
@@ -158,6 +191,9 @@ impl Launcher {
         notify_access: NotifyAccessAll,
         handle_signals: bool,
         verbose: bool,
+        inherit: bool,
+        env_files: Vec<PathBuf>,
+        control: bool,
     ) -> PyResult<Self> {
         if let Some(b) = backlog.filter(|&b| b < 1) {
             return Err(Error::InvalidOption {
@@ -186,8 +222,15 @@ impl Launcher {
         config.notify_access_all = notify_access.0;
         config.handle_signals = handle_signals;
         config.verbose = verbose;
+        config.env_files = env_files;
+        config.control = control;
+        let inherited = if inherit {
+            inherited_sockets(py, config.sockets.is_empty())?
+        } else {
+            Vec::new()
+        };
         await_runtime()?;
-        let engine = py.detach(|| Engine::start(config))?;
+        let engine = py.detach(|| Engine::start(config, inherited))?;
         Ok(Launcher {
             status: engine.status(),
             sockets: engine.sockets.clone(),
@@ -296,4 +339,23 @@ impl Launcher {
         });
         false
     }
+}
+
+/// Ask process `pid` (a `listenfd run` launcher, or Granian started with
+/// `--systemd-socket`) to reload, and wait up to `timeout` seconds for the
+/// outcome: its answer once the new version serves and the old one has
+/// stopped. Raises `ReloadError` saying why otherwise (the old version then
+/// keeps serving, or the answer did not come in time).
+#[pyfunction]
+#[pyo3(signature = (pid, timeout = Seconds(Duration::from_secs(120))))]
+pub fn reload(py: Python<'_>, pid: u32, timeout: Seconds) -> PyResult<String> {
+    py.detach(|| crate::control::reload(pid, timeout.0))
+        .map_err(|e| super::ReloadError::new_err(e.to_string()))
+}
+
+/// The abstract unix socket name (without the leading NUL) on which process
+/// `pid` answers `listenfd reload`.
+#[pyfunction]
+pub fn control_socket_name(pid: u32) -> String {
+    crate::control::name(pid)
 }

@@ -27,6 +27,14 @@ pyo3::create_exception!(
      found and what was expected."
 );
 
+pyo3::create_exception!(
+    listenfd,
+    ReloadError,
+    PyException,
+    "`listenfd reload` got no OK: the new version failed (the old one keeps serving), the \
+     process does not answer reload requests, or no answer came in time. The message says which."
+);
+
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         let message = err.to_string();
@@ -38,7 +46,7 @@ impl From<Error> for PyErr {
             | Error::FdNotOpen { .. }
             | Error::NotASocket { .. }
             | Error::AlreadyClaimed { .. } => ActivationError::new_err(message),
-            Error::InvalidSocketSpec { .. } | Error::InvalidOption { .. } => {
+            Error::InvalidSocketSpec { .. } | Error::InvalidOption { .. } | Error::EnvFile(_) => {
                 PyValueError::new_err(message)
             }
             Error::PathExists { .. } => PyFileExistsError::new_err((libc::EEXIST, message)),
@@ -58,7 +66,7 @@ mod listenfd_module {
 
     #[cfg(target_os = "linux")]
     #[pymodule_export]
-    use super::launcher::Launcher;
+    use super::launcher::{control_socket_name, reload, Launcher};
     #[cfg(target_os = "linux")]
     #[pymodule_export]
     use super::notify::{notify, notify_send, watchdog_usec};
@@ -76,9 +84,8 @@ mod listenfd_module {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        m.add(
-            "ActivationError",
-            m.py().get_type::<super::ActivationError>(),
-        )
+        let py = m.py();
+        m.add("ActivationError", py.get_type::<super::ActivationError>())?;
+        m.add("ReloadError", py.get_type::<super::ReloadError>())
     }
 }

@@ -36,6 +36,9 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     # --respawn-interval after its successor started, and returns when the
     # last old one is gone: READY=1 waits for that.
     "server_class._reload": "SIGHUP's worker respawn, READY=1 after it returns",
+    # signal_handler_reload(): Granian's SIGHUP handler (sets reload_signal and
+    # wakes the main loop); `listenfd reload` calls it from another thread.
+    "server_class.signal_handler_reload": "what SIGHUP runs; listenfd reload does the same",
     # granian._granian.SocketHolder(fd, is_uds, backlog): what a worker accepts
     # on; Granian's Rust side calls listen(backlog) on it again.
     "granian._granian.SocketHolder": "wraps the inherited fd for the workers",

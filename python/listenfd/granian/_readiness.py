@@ -1,10 +1,12 @@
 """READY=1 from Granian's main process once every worker has loaded the app
-and is about to accept; RELOADING=1 when a reload starts."""
+and is about to accept; RELOADING=1 when a reload starts. The same events
+answer `listenfd reload` (`_control`)."""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,14 +21,31 @@ class WorkerLoaded:
     signal handlers installed. Module-level and made of picklable parts, for
     the spawn start method."""
 
-    def __init__(self, loader: Callable[[], Any], writer: Any, generation: int, idx: int) -> None:
+    def __init__(
+        self,
+        loader: Callable[[], Any],
+        writer: Any,
+        generation: int,
+        idx: int,
+        not_ours: tuple[int, int] | None,
+    ) -> None:
         self.loader = loader
         self.writer = writer
         self.generation = generation
         self.idx = idx
+        self.not_ours = not_ours
 
     def __call__(self) -> Any:
         import granian.server.mp
+
+        if self.not_ours is not None:
+            # The main process's control socket, inherited by a forked worker:
+            # close it, or it would outlive the main process and take
+            # requests nobody answers.
+            fd, inode = self.not_ours
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_ino == inode:
+                    os.close(fd)
 
         mp: Any = granian.server.mp
         # Every worker target of granian.server.mp calls the module-global
@@ -51,8 +70,12 @@ class Readiness:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.generation = 1
+        # The generation whose READY=1 went out last.
+        self.ready_generation = 0
+        # (fd, inode) of the control socket, which forked workers close.
+        self.not_for_workers: tuple[int, int] | None = None
         self.waiting: set[int] | None = set(range(server.workers))
         # Set while a SIGHUP respawn still has old workers serving.
         self.old_workers_running = False
@@ -63,7 +86,7 @@ class Readiness:
 
     def wrap(self, loader: Callable[[], Any], idx: int) -> WorkerLoaded:
         with self.lock:
-            return WorkerLoaded(loader, self.writer, self.generation, idx)
+            return WorkerLoaded(loader, self.writer, self.generation, idx, self.not_for_workers)
 
     def _listen(self) -> None:
         while True:
@@ -93,6 +116,8 @@ class Readiness:
     def all_loaded(self) -> None:
         with self.lock:
             self.waiting = None
+            self.ready_generation = self.generation
+            self.lock.notify_all()
         notify.notify(
             f"READY=1\nSTATUS=Listening at {self.server._bind_addr_fmt}, "
             f"{self.server.workers} worker(s)"
@@ -103,3 +128,10 @@ class Readiness:
             self.generation += 1
             self.waiting = set(range(self.server.workers))
         notify.reloading()
+
+    def wait_ready_after(self, generation: int) -> int:
+        """Block until a generation newer than `generation` is ready (the new
+        workers serve, the old ones have stopped); that generation."""
+        with self.lock:
+            self.lock.wait_for(lambda: self.ready_generation > generation)
+            return self.ready_generation

@@ -20,6 +20,7 @@ from listenfd._listenfd import (
     bind_fresh,
     from_systemd,
 )
+from listenfd.granian import _control as control
 from listenfd.granian import _mainloop as mainloop
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
 from listenfd.granian._readiness import Readiness
@@ -72,15 +73,16 @@ class SystemdSocketMixin:
             return
         watchdog = notify.watchdog_interval() if os.environ.get("NOTIFY_SOCKET") else None
         main_loop = mainloop.install(self, watchdog)
-        if os.environ.get("NOTIFY_SOCKET"):
-            self._listenfd_readiness = Readiness(self)
-            self.on_reload(self._listenfd_readiness.reloading)
-            if watchdog is not None:
-                mainloop.Watchdog(main_loop, watchdog).start()
+        # Readiness drives READY=1 (a no-op without NOTIFY_SOCKET) and the
+        # answers to `listenfd reload`.
+        self._listenfd_readiness = Readiness(self)
+        self.on_reload(self._listenfd_readiness.reloading)
+        control.serve(self, self._listenfd_readiness, _granian_logger)
+        if watchdog is not None:
+            mainloop.Watchdog(main_loop, watchdog).start()
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
-        if self._listenfd_readiness is not None:
-            notify.stopping()
+        notify.stopping()
         return super().shutdown(*args, **kwargs)  # type: ignore[misc]
 
     def _reload(self, *args: Any, **kwargs: Any) -> Any:
