@@ -15,10 +15,15 @@
      (d0) the same socket unit without its `DeferAcceptSec=` line;
 (e)  the same systemd with examples/systemd/fdstore/granian.service (no socket
      unit, the socket kept in the FD store);
+(h)  the same systemd with examples/systemd/listenfd-run/granian.service (the
+     launcher as the service, `listenfd run --inherit`), deployed with
+     `systemctl reload` (ExecReload=listenfd reload: the new Granian starts
+     beside the old one);
 (f)  `granian --reload` (Granian's own reloader) and (g) `listenfd run --watch`
      (overlap), both restarted by editing the app's file: the dev loop.
-(d), (d0) and (e) need root and systemd-nspawn (skipped with the reason
-otherwise), use the example units' port 8000, and space restarts 2.5 s apart.
+(d), (d0), (e) and (h) need root and systemd-nspawn (skipped with the reason
+otherwise) and use the example units' port 8000; restarts are spaced 2.5 s
+apart (systemd's start limit), reloads 1 s.
 
 Load, all on loopback and bounded by the run (tests/e2e/loadgen.py): two
 clients making a new connection per request and one keep-alive client. Per
@@ -151,8 +156,15 @@ def systemd_scenario(variant: str, restarts: int) -> dict[str, float]:
     from e2e.deploy import AppTree, example
     from e2e.nspawn import Container
 
+    verb = "restart"
     if variant == "fdstore":
         units = {"granian.service": example("fdstore/granian.service")}
+    elif variant == "launcher":
+        units = {
+            "granian.socket": example("granian.socket"),
+            "granian.service": example("listenfd-run/granian.service"),
+        }
+        verb = "reload"
     else:
         socket_unit = example("granian.socket")
         if variant == "no-defer":
@@ -163,15 +175,21 @@ def systemd_scenario(variant: str, restarts: int) -> dict[str, float]:
     try:
         app.build()
         container.boot()
+        container.write("/etc/granian/app.env", "APP_RELEASE=1\n")
         first = "granian.service" if variant == "fdstore" else "granian.socket"
         container.systemctl("start", first)
         wait_serving(SYSTEMD_PORT)
 
         def restart() -> None:
-            container.systemctl("restart", "--no-block", "granian.service")
+            if verb == "restart":
+                container.systemctl("restart", "--no-block", "granian.service")
+            else:
+                container.systemctl("reload", "granian.service")  # returns when done
 
         # settle: restarts at least SYSTEMD_SPACING apart (the start limit)
-        return measure(SYSTEMD_PORT, restarts, restart, SYSTEMD_SPACING)
+        return measure(
+            SYSTEMD_PORT, restarts, restart, SYSTEMD_SPACING if verb == "restart" else 1.0
+        )
     finally:
         container.shutdown()
         app.remove()
@@ -228,6 +246,11 @@ SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, float]], bool]] = {
     "e": (
         "(e) systemd: fdstore/granian.service, `systemctl restart`",
         partial(systemd_scenario, "fdstore"),
+        True,
+    ),
+    "h": (
+        "(h) systemd: listenfd-run/granian.service, `systemctl reload`",
+        partial(systemd_scenario, "launcher"),
         True,
     ),
     "f": ("(f) `granian --reload`, a file edit", partial(edit_scenario, "granian"), False),

@@ -2,8 +2,9 @@
 units in examples/systemd expect it (`granian ... app:app`).
 
 Each answer names what a restart is meant to change: the server pid and uid, the
-APP_RELEASE variable (set by an Environment= drop-in) and the version of the
-`greeting` package (upgraded with pip). /slow/N answers after N seconds."""
+APP_RELEASE variable (set by an Environment= drop-in or an --env-file), the
+version of the `greeting` package (upgraded with pip) and CODE, this file's
+own version (a deploy rewrites it). /slow/N answers after N seconds."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import greeting  # at import time: only a restart may pick up a new version
+
+CODE = "1"
 
 
 async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
@@ -29,7 +32,8 @@ async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable
         await asyncio.sleep(float(path.rsplit("/", 1)[1]))
     release = os.environ.get("APP_RELEASE", "-")
     body = (
-        f"pid {os.getpid()} uid {os.getuid()} release {release} greeting {greeting.VERSION}\n"
+        f"pid {os.getpid()} uid {os.getuid()} release {release} greeting {greeting.VERSION} "
+        f"code {CODE}\n"
     ).encode()
     await send(
         {

@@ -78,13 +78,27 @@ class AppTree:
         (site / "zz-listenfd-e2e-test-venv.pth").write_text(
             f"import site; site.addsitedir({str(test_site)!r})\n"
         )
-        script = self.venv / "bin" / "granian"
-        script.write_text(
-            f"#!{APP_DIR}/.venv/bin/python3\n"
-            "import sys\nfrom granian import cli\nsys.exit(cli.entrypoint())\n"
-        )
-        script.chmod(0o755)
+        # The console scripts pip would write into the service's venv.
+        for name, call in [
+            ("granian", "from granian.cli import entrypoint as main"),
+            ("listenfd", "from listenfd.cli import main"),
+        ]:
+            script = self.venv / "bin" / name
+            script.write_text(
+                f"#!{APP_DIR}/.venv/bin/python3\nimport sys\n{call}\nsys.exit(main())\n"
+            )
+            script.chmod(0o755)
         self.install_greeting("1.0")
+
+    def deploy_code(self, code: str) -> None:
+        """New application code: app.py answering `code CODE` (as a deploy
+        that copies a new release into /srv/app)."""
+        text = (HERE / "app.py").read_text().replace('CODE = "1"', f"CODE = {code!r}")
+        (self.host / "app.py").write_text(text)
+
+    def break_app(self) -> None:
+        """A deploy that no longer imports."""
+        (self.host / "app.py").write_text("raise RuntimeError('a broken deploy')\n")
 
     def install_greeting(self, version: str) -> None:
         """pip install (or upgrade to) greeting==version in /srv/app/.venv."""

@@ -117,6 +117,15 @@ class Container:
         else:
             path.unlink(missing_ok=True)
 
+    def write(self, inside: str, text: str) -> None:
+        """A file on the container's own (throw-away) root, as an admin would
+        put it in /etc: readable by everyone."""
+        path = self.host_path(inside)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o755)
+        path.write_text(text)
+        path.chmod(0o644)
+
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["nsenter", "-t", str(self.pid1), "-a", *args],

@@ -17,14 +17,15 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import REPORT, free_port, wait_for
+from conftest import REPORT, free_port
 from granian_helpers import get, listeners
 
 from e2e.deploy import EXAMPLES, AppTree, example, port_is_free, unit_value
+from e2e.harness import Restarts, field, report, restarts_under_load
 from e2e.loadgen import Load, assert_nothing_dropped, wait_serving
 from e2e.nspawn import Container, unavailable
 
@@ -38,7 +39,6 @@ SERVICE = example("granian.service")
 HOST, _, PORT_TEXT = unit_value(SOCKET, "ListenStream").rpartition(":")
 PORT = int(PORT_TEXT)
 TARGET = (HOST, PORT)
-RESTART_SPACING = 2.5
 SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())
 BACKLOG = min(int(unit_value(SOCKET, "Backlog")), SOMAXCONN)  # what the kernel keeps
 JOURNAL_LINES = [
@@ -114,40 +114,6 @@ def systemd(app: AppTree) -> Iterator[Container]:
     assert port_is_free(PORT, HOST), "something still listens after the container stopped"
 
 
-def field(body: str, name: str) -> str:
-    words = body.split()
-    return words[words.index(name) + 1]
-
-
-class Restarts:
-    """`systemctl restart` at most once per RESTART_SPACING seconds, timed:
-    the command returns when the new Granian sent READY=1 (Type=notify)."""
-
-    def __init__(self, container: Container, unit: str) -> None:
-        self.container = container
-        self.unit = unit
-        self.last = 0.0
-        self.durations: list[float] = []
-
-    def __call__(self) -> None:
-        time.sleep(max(0.0, self.last + RESTART_SPACING - time.monotonic()))
-        self.last = time.monotonic()
-        self.container.systemctl("restart", self.unit)
-        self.durations.append(time.monotonic() - self.last)
-
-
-def restarts_under_load(
-    restarts: Restarts, port: int, n: int, after_each: Callable[[], object] = lambda: None
-) -> Load:
-    with Load(port) as load:
-        time.sleep(0.5)
-        for _ in range(n):
-            restarts()
-            after_each()
-        time.sleep(0.5)
-    return load
-
-
 EXAMPLE_UNITS = {"granian.socket": SOCKET, "granian.service": SERVICE}
 
 
@@ -187,19 +153,6 @@ def socket_listening(systemd: Container) -> None:
     systemd.systemctl("start", "granian.socket")
 
 
-def report(what: str, load: Load, restarts: Restarts) -> None:
-    n = len(restarts.durations)
-    s = load.summary(n)
-    durations = sorted(restarts.durations)
-    REPORT.append(
-        f"{what}: {n} restarts, {s['requests']:.0f} requests; refused {load.refused}, "
-        f"failed {load.failed} (new connection) + {load.failed_keep_alive} (keep-alive, "
-        f"after {load.retried} retried); "
-        f"latency p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.0f} ms; "
-        f"`systemctl restart` median {durations[n // 2] * 1000:.0f} ms"
-    )
-
-
 def test_first_connection_starts_the_service(systemd: Container) -> None:
     systemd.systemctl("start", "granian.socket")
     assert systemd.show("granian.service", "ActiveState") == "inactive"
@@ -222,22 +175,34 @@ def test_first_connection_starts_the_service(systemd: Container) -> None:
 
 
 @pytest.mark.usefixtures("socket_listening")
-def test_reload_respawns_the_workers_through_a_reloading_state(systemd: Container) -> None:
-    old = field(get(TARGET), "pid")
+def test_reload_returns_once_only_the_new_code_serves(systemd: Container, app: AppTree) -> None:
+    old_workers = {field(get(TARGET), "pid") for _ in range(20)}
     main_pid = systemd.show("granian.service", "MainPID")
-    # ExecReload=kill -HUP: Granian respawns its workers; RELOADING=1 keeps the
-    # unit in 'reloading' until the new workers loaded the app and sent READY=1.
-    systemd.systemctl("reload", "--no-block", "granian.service")
-    states = set()
-
-    def back_to_active() -> bool:
-        states.add(state := systemd.show("granian.service", "ActiveState"))
-        return "reloading" in states and state == "active"
-
-    wait_for(back_to_active, what="'reloading', then 'active'", every=0.02)
-    assert systemd.show("granian.service", "MainPID") == main_pid
-    # Both workers were replaced; the queue may still reach an old one.
-    wait_for(lambda: field(get(TARGET), "pid") != old, what="a new worker to answer")
+    app.deploy_code("2")
+    # ExecReload=listenfd reload $MAINPID: Granian respawns its workers, and the
+    # command returns once only new ones serve; meanwhile the unit is
+    # 'reloading' (RELOADING=1 ... READY=1).
+    states: set[str] = set()
+    reloading = threading.Thread(target=systemd.systemctl, args=("reload", "granian.service"))
+    started = time.monotonic()
+    reloading.start()
+    while reloading.is_alive():
+        states.add(systemd.show("granian.service", "ActiveState"))
+        time.sleep(0.02)
+    took = time.monotonic() - started
+    answers = [get(TARGET) for _ in range(20)]
+    try:
+        assert "reloading" in states, states
+        assert {field(a, "code") for a in answers} == {"2"}, "new code right after it returned"
+        assert not {field(a, "pid") for a in answers} & old_workers
+        assert systemd.show("granian.service", "ActiveState") == "active"
+        assert systemd.show("granian.service", "MainPID") == main_pid
+    finally:
+        app.deploy_code("1")
+        systemd.systemctl("reload", "granian.service")
+    REPORT.append(
+        f"Granian alone, `systemctl reload` (listenfd reload): returned after {took:.1f} s"
+    )
 
 
 @pytest.mark.usefixtures("socket_listening")
