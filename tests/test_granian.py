@@ -200,13 +200,25 @@ def test_several_sockets_and_no_choice_is_a_clear_error() -> None:
 
 
 def test_chosen_socket_that_does_not_listen_is_a_clear_error() -> None:
-    left, right = socket.socketpair()
-    proc = start_activated([left], ["web"], granian_argv("asgi", 1, "--systemd-socket"))
+    datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    datagram.bind(("127.0.0.1", 0))
+    proc = start_activated([datagram], ["web"], granian_argv("asgi", 1, "--systemd-socket"))
     proc.wait(timeout=60)
     out = proc.communicate()[0]
     assert proc.returncode == 1
     assert "fd 3 (name 'web') was chosen because it is the only socket passed" in out
     assert "expected a listening stream socket" in out
+    datagram.close()
+
+
+def test_a_connected_socket_is_refused_as_accept_yes() -> None:
+    left, right = socket.socketpair()
+    proc = start_activated([left], ["web"], granian_argv("asgi", 1, "--systemd-socket"))
+    proc.wait(timeout=60)
+    out = proc.communicate()[0]
+    assert proc.returncode == 1
+    assert "fd 3 (name 'web') is a connected stream socket, not a listening one" in out
+    assert "Expected a listening stream socket: remove Accept=yes" in out
     left.close()
     right.close()
 

@@ -127,7 +127,8 @@ def _matching_ips(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def _matches(sock: InheritedSocket, address: Address) -> bool:
+def matches(sock: InheritedSocket, address: Address) -> bool:
+    """Would binding `address` (a host name is resolved) give `sock`?"""
     if sock.type != socket.SOCK_STREAM:
         return False
     if isinstance(address, str):
@@ -148,12 +149,25 @@ def choose(
     available = [s for s in sockets if _owned(s)]
     if name is not None:
         named = [s for s in available if s.name == name]
+        if len(named) == 1:
+            return Choice(named[0], f"its name is {name!r}")
         if named:
-            by_address = [s for s in named if address is not None and _matches(s, address)]
-            return Choice((by_address or named)[0], f"its name is {name!r}")
+            # Names need not be unique: the address decides among equal names.
+            by_address = [s for s in named if address is not None and matches(s, address)]
+            if len(by_address) == 1:
+                where = describe_address(address) if address is not None else ""
+                return Choice(by_address[0], f"its name is {name!r} and its address is {where}")
+            which = "several" if by_address else "none"
+            wanted = describe_address(address) if address is not None else "an address"
+            listed = ", ".join(repr(s) for s in named)
+            return Choice(
+                None,
+                f"{len(named)} passed sockets are named {name!r} and {which} of them has "
+                f"{wanted}: {listed}",
+            )
     if address is not None:
         for sock in available:
-            if _matches(sock, address):
+            if matches(sock, address):
                 return Choice(sock, f"its address is {describe_address(address)}")
     if len(sockets) == 1 and available:
         return Choice(available[0], "it is the only socket passed")

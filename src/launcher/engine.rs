@@ -289,10 +289,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     /// A watched file changed: restart once changes stop for `debounce`.
+    /// The restart names the last file changed: an editor that writes a
+    /// temporary file and renames it over the real one ends with the real one.
     pub fn on_change(&mut self, path: PathBuf) {
         let at = self.clock.now() + self.policy.debounce;
-        let first = self.change.take().map_or(path, |(_, p)| p);
-        self.change = Some((at, first));
+        self.change = Some((at, path));
     }
 
     fn begin_restart(&mut self, reason: &str) {
@@ -961,9 +962,15 @@ mod tests {
             h.engine.on_change("a.py".into());
             h.advance(Duration::from_millis(50));
         }
+        h.engine.on_change("b.py".into());
+        h.advance(Duration::from_millis(50));
         assert_eq!(h.spawned(), [101], "still changing");
         h.advance(Duration::from_millis(50));
         assert_eq!(h.spawned(), [101, 102]);
+        assert!(
+            h.log().contains("restarting: b.py changed"),
+            "the last file changed"
+        );
     }
 
     #[test]

@@ -27,11 +27,18 @@ const BUILTIN_IGNORES: &[&str] = &[
     ".mypy_cache/",
     ".pytest_cache/",
     ".ruff_cache/",
+    // Editors' temporary and swap files: vim, emacs, JetBrains, `sed -i`
+    // (which writes sedXXXXXX beside the file, then renames it over it).
     "*.swp",
     "*.swx",
+    "*.swo",
     "*~",
-    ".#*",
     "4913",
+    ".#*",
+    "\\#*#", // a leading # would start a comment
+    "*___jb_tmp___",
+    "*___jb_old___",
+    "sed??????",
 ];
 
 /// Decides which changed paths matter.
@@ -175,6 +182,11 @@ mod tests {
             ("build/out.txt", false),
             ("server.log", false),
             ("notes.tmp", false),
+            ("sedJUPE9s", false),
+            ("app.py.swo", false),
+            ("#app.py#", false),
+            ("app.py___jb_tmp___", false),
+            ("sedimentary.py", true),
             ("target/debug/x", false),
             (".venv/bin/python", false),
         ];

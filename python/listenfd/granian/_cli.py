@@ -7,16 +7,26 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import click
 from granian.errors import FatalError
 
+from listenfd._serving import forgotten_flag
 from listenfd.granian._internals import GranianIncompatible, check_granian
 from listenfd.granian._server import Granian
 
 
+class _Stderr:
+    """Messages before Granian has set up its logging, in its format."""
+
+    def info(self, msg: str) -> None:
+        click.echo(f"[INFO] {msg}", err=True)
+
+    def warning(self, msg: str) -> None:
+        click.echo(f"[WARNING] {msg}", err=True)
+
+
 def patch_cli(cli_module: Any) -> None:
     """Add --systemd-socket, --systemd-socket-name and --systemd-fdstore to Granian's CLI."""
-    import click
-
     command = cli_module.cli
     if any(p.name == "systemd_socket" for p in command.params):
         return
@@ -68,12 +78,20 @@ def patch_cli(cli_module: Any) -> None:
             except GranianIncompatible as exc:
                 click.echo(f"Error: {exc}", err=True)
                 raise click.exceptions.Exit(1) from None
+            context = click.get_current_context()
+            given = any(
+                context.get_parameter_source(p) not in (None, click.core.ParameterSource.DEFAULT)
+                for p in ("host", "port", "uds")
+            )
             cli_module.Server = functools.partial(
                 Granian,
                 systemd_socket=True,
                 systemd_socket_name=systemd_socket_name,
                 systemd_fdstore=systemd_fdstore,
+                systemd_address_given=given,
             )
+        else:
+            forgotten_flag("--systemd-socket", _Stderr())
         try:
             return original(*args, **kwargs)
         except FatalError:

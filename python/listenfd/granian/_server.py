@@ -12,14 +12,9 @@ from granian.log import logger as _granian_logger
 from granian.server import Server as _GranianServer
 
 from listenfd import notify
-from listenfd._bind import Address, choose, describe_address
-from listenfd._listenfd import (
-    DEFAULT_DEFER_ACCEPT_SECS,
-    ActivationError,
-    InheritedSocket,
-    bind_fresh,
-    from_systemd,
-)
+from listenfd._bind import Address, describe_address
+from listenfd._listenfd import DEFAULT_DEFER_ACCEPT_SECS, InheritedSocket, bind_fresh
+from listenfd._serving import Unservable, Wanted, take
 from listenfd.granian import _control as control
 from listenfd.granian import _mainloop as mainloop
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
@@ -51,9 +46,13 @@ class SystemdSocketMixin:
         systemd_socket: bool = False,
         systemd_socket_name: str | None = None,
         systemd_fdstore: bool = False,
+        systemd_address_given: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # The address (--host/--port, --uds) was given, not Granian's default:
+        # serving another socket then gets a warning.
+        self.systemd_address_given = systemd_address_given
         self.systemd_socket = systemd_socket or systemd_socket_name is not None or systemd_fdstore
         self.systemd_socket_name = systemd_socket_name
         self.systemd_fdstore = systemd_fdstore
@@ -122,48 +121,27 @@ class SystemdSocketMixin:
         if not self.systemd_socket:
             super()._init_shared_socket()  # type: ignore[misc]
             return
-        try:
-            sockets = from_systemd()
-        except ActivationError as exc:
-            self._fail(f"--systemd-socket: {exc}")
-        wanted = self._wanted_address()
         name = self.systemd_socket_name
         if self.systemd_fdstore and name is None:
             name = FDSTORE_NAME
-        chosen, reason = choose(wanted, name, sockets)
-        if chosen is None and self.systemd_fdstore and not sockets:
-            self._bind_and_store(wanted, name or FDSTORE_NAME)
-            return
-        if chosen is None:
-            if sockets:
-                self._fail(
-                    f"--systemd-socket: {reason}. Pick one with --systemd-socket-name "
-                    f"(FileDescriptorName= in the socket unit) or --host/--port/--uds."
-                )
+        wanted = Wanted(
+            flag="--systemd-fdstore" if self.systemd_fdstore else "--systemd-socket",
+            name=name,
+            address=self._wanted_address(),
+            address_flags="--uds" if self.bind_uds else "--host/--port",
+            address_given=self.systemd_address_given,
+        )
+        try:
+            chosen, reason = take(wanted, _granian_logger)
+        except Unservable as exc:
+            self._fail(str(exc))
+        if chosen is None and self.systemd_fdstore:
+            self._bind_and_store(wanted.address, name or FDSTORE_NAME)
+        elif chosen is None:
             super()._init_shared_socket()  # type: ignore[misc]
             _granian_logger.info(f"--systemd-socket: {reason}; bound {self._bind_addr_fmt}")
-            return
-        if chosen.type != socket.SOCK_STREAM or not chosen.listening:
-            self._fail(
-                f"--systemd-socket: fd {chosen.fd} (name {chosen.name!r}) was chosen because "
-                f"{reason}, but it is {chosen!r}: expected a listening stream socket "
-                f"(ListenStream= with Accept=no in the socket unit)"
-            )
-        if chosen.defer_accept == 0:
-            _granian_logger.warning(
-                f"--systemd-socket: fd {chosen.fd} {chosen.name!r} has no TCP_DEFER_ACCEPT, so "
-                "a connection accepted but not yet read when Granian stops is closed "
-                "unanswered (a failed request at every restart): add DeferAcceptSec=1 to the "
-                "socket unit (listenfd run's http:: sockets have it)"
-            )
-        unchosen = [s for s in sockets if s is not chosen]
-        if unchosen:
-            _granian_logger.warning(
-                "--systemd-socket: left open and unused: " + ", ".join(repr(s) for s in unchosen)
-            )
-            for s in unchosen:
-                s.detach()  # leave them open: another part of the service may want them
-        self._adopt(chosen, reason)
+        else:
+            self._adopt(chosen, reason)
 
     def _bind_and_store(self, wanted: Address, name: str) -> None:
         """--systemd-fdstore without a stored socket yet: bind one socket for
