@@ -76,6 +76,12 @@ class _GranianCliFinder:
 
 def install() -> None:
     """The PEP 829 entry point (`listenfd-granian.start`)."""
+    # Out of sys.modules once it has run (the finder keeps what it needs):
+    # pytest marks every top-level module of a distribution with a pytest11
+    # plugin (ours) for assertion rewriting, and warns about those already
+    # imported -- an error under filterwarnings=error, in any test run whose
+    # command line names granian.
+    sys.modules.pop(__name__, None)
     if os.environ.get("LISTENFD_NO_GRANIAN_HOOK", "") not in ("", "0"):
         return
     if not any(getattr(f, "listenfd_granian", False) for f in sys.meta_path):

@@ -155,9 +155,13 @@ pub fn reload(pid: u32, timeout: Duration) -> Result<String, ReloadError> {
         return Err(ReloadError::WrongPeer { pid, holder });
     }
     let deadline = Instant::now() + timeout;
-    (&stream)
-        .write_all(format!("{RELOAD}\n").as_bytes())
-        .map_err(io_error)?;
+    if let Err(e) = (&stream).write_all(format!("{RELOAD}\n").as_bytes()) {
+        // The server may have answered (a refusal) and closed already: the
+        // answer is still there to read.
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(io_error(e));
+        }
+    }
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
     loop {

@@ -247,9 +247,11 @@ pub struct NotifyReceiver {
 
 fn random_hex() -> io::Result<String> {
     let mut bytes = [0u8; 12];
-    // SAFETY: filling our own buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
+    // The system call, not glibc's wrapper: that one appeared in glibc 2.25,
+    // and the manylinux2014 wheel must load on glibc 2.17.
+    // SAFETY: filling our own buffer of that length.
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, bytes.as_mut_ptr(), bytes.len(), 0) };
+    if n != bytes.len() as libc::c_long {
         return Err(io::Error::last_os_error());
     }
     Ok(bytes.iter().fold(String::with_capacity(24), |mut hex, b| {

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import listenfd
 import listenfd.notify
@@ -155,3 +156,21 @@ def test_the_fixtures_cleaned_up_after_the_previous_test() -> None:
         "@listenfd-testing/"
     )
     assert listen_env() == {}
+
+
+def test_pytest_with_granian_on_its_command_line_warns_nothing(tmp_path: Path) -> None:
+    """A user's `pytest tests/test_granian_app.py -W error`: the Granian hook,
+    imported because the command line names granian, must not trip pytest's
+    check of already-imported plugin modules (listenfd ships a pytest plugin)."""
+    test = tmp_path / "test_granian_app.py"
+    test.write_text("def test_nothing() -> None:\n    pass\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider", str(test)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=python_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout

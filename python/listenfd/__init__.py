@@ -19,6 +19,7 @@ from listenfd._listenfd import (
     SD_LISTEN_FDS_START,
     ActivationError,
     InheritedSocket,
+    __version__,
     from_systemd,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "ActivationError",
     "InheritedSocket",
     "Launcher",
+    "__version__",
     "bind_or_inherit",
     "from_systemd",
     "parse_address",

@@ -29,6 +29,9 @@ __all__ = [
     "watchdog_usec",
 ]
 
+__version__: Final[str]
+"""The package version (Cargo.toml's, the one number)."""
+
 SD_LISTEN_FDS_START: Final[int]
 """3: the first fd a service manager passes (``LISTEN_FDS_FIRST_FD`` may move it)."""
 

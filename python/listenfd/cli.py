@@ -8,7 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from listenfd._bind import describe_address
-from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd_explained
+from listenfd._listenfd import (
+    ActivationError,
+    InheritedSocket,
+    __version__,
+    from_systemd_explained,
+)
 
 EXIT_RECEIVED = 0
 EXIT_NONE = 1
@@ -123,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="listenfd",
         description="Socket activation for Python servers: zero-downtime restarts.",
     )
+    parser.add_argument("--version", action="version", version=f"listenfd {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     commands.required = True
     inspect_cmd = commands.add_parser(

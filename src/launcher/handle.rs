@@ -550,25 +550,22 @@ async fn answer_control(
 
     let (read, mut write) = stream.into_split();
     let peer = control::peer(std::os::fd::AsFd::as_fd(write.as_ref()))?;
-    // SAFETY: geteuid has no preconditions.
-    let own_uid = unsafe { libc::geteuid() };
-    if !control::allowed(peer, own_uid) {
-        let reply = Reply::Failed(format!(
-            "permission denied: uid {} may not reload a launcher of uid {own_uid}",
-            peer.uid
-        ));
-        return write.write_all(reply.line().as_bytes()).await;
-    }
+    // Read the request before answering anything, a refusal included: a
+    // client still writing to a closed connection would see only EPIPE.
     let mut line = String::new();
     let mut reader = BufReader::new(read);
     let request = reader.read_line(&mut line);
-    if tokio::time::timeout(Duration::from_secs(10), request)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(10), request).await.is_err() {
         return Ok(());
     }
-    let reply = if line.trim_end() == control::RELOAD {
+    // SAFETY: geteuid has no preconditions.
+    let own_uid = unsafe { libc::geteuid() };
+    let reply = if !control::allowed(peer, own_uid) {
+        Reply::Failed(format!(
+            "permission denied: uid {} may not reload a launcher of uid {own_uid}",
+            peer.uid
+        ))
+    } else if line.trim_end() == control::RELOAD {
         let (tx, rx) = oneshot::channel();
         let _ = requests.send(Request::Restart(tx));
         match rx.await {

@@ -85,6 +85,8 @@ mod listenfd_module {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let py = m.py();
+        // The one version number: Cargo.toml's (maturin gives it to the wheel).
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("ActivationError", py.get_type::<super::ActivationError>())?;
         m.add("ReloadError", py.get_type::<super::ReloadError>())
     }

@@ -44,13 +44,15 @@ def _answer(conn: socket.socket, server: Any, readiness: Readiness) -> None:
         _, uid, _ = _UCRED.unpack(
             conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
         )
+        # The request first, a refusal included: a client still writing to a
+        # closed connection would see only EPIPE.
+        conn.settimeout(10)
+        request = conn.makefile("rb").readline().decode(errors="replace").strip()
         own = os.geteuid()
         if uid not in (own, 0):
             why = f"permission denied: uid {uid} may not reload a Granian of uid {own}"
             conn.sendall(f"FAILED {why}\n".encode())
             return
-        conn.settimeout(10)
-        request = conn.makefile("rb").readline().decode(errors="replace").strip()
         if request != "RELOAD":
             conn.sendall(f"FAILED unknown request {request!r}\n".encode())
             return

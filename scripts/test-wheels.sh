@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The built wheel and sdist (dist/, from build-wheels.sh) where only pip is:
+# each CPython found installs the wheel into a fresh virtual environment with
+# no Rust toolchain on PATH and runs the tests that need no source build; the
+# sdist is built and tested the same way from a clean directory.
+#
+#   bash scripts/test-wheels.sh [PYTHON ...]    (default: every pyenv 3.10-3.13)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+pythons=("$@")
+if [ ${#pythons[@]} -eq 0 ]; then
+    for minor in 10 11 12 13; do
+        for found in "$HOME"/.pyenv/versions/3."$minor".*/bin/python3; do
+            [ -x "$found" ] && pythons+=("$found")
+        done
+    done
+fi
+wheel=$(ls dist/*.whl)
+sdist=$(ls dist/*.tar.gz)
+# Tests that run against an installed package, quickly: the protocol, the API,
+# notify, the helpers, the CLI, the launcher, the production mode, Granian's
+# hook (help, the options, serving, READY=1), the user-style example.
+tests=(
+    tests/test_activation.py tests/test_api.py tests/test_notify.py tests/test_testing.py
+    tests/test_inspect_cli.py tests/test_production.py tests/test_mistakes.py examples
+    "tests/test_granian.py::test_help_lists_the_options_and_the_kill_switch_removes_them"
+    "tests/test_granian.py::test_under_systemd_socket_activate"
+    "tests/test_granian.py::test_granian_notifies_ready_reloading_stopping"
+    "tests/test_launcher.py::test_child_sees_exactly_what_systemd_gives"
+    "tests/test_launcher.py::test_readme_dev_server"
+)
+# No cargo, rustc or maturin where the packages are installed and tested.
+no_rust_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -e '\.cargo/bin' -e '^$' | paste -sd:)
+
+check() {  # check LABEL PYTHON PACKAGE
+    local label=$1 python=$2 package=$3 venv
+    venv=$(mktemp -d /tmp/listenfd-wheel-XXXXXX)
+    printf '\n== %s: %s\n' "$label" "$("$python" --version)"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    (cd /tmp && PATH="$venv/bin:$no_rust_path" \
+        "$venv/bin/python" -m pip install -q "$package[granian]" --group "$root/pyproject.toml:test")
+    "$venv/bin/granian" --help | grep -q -- --systemd-socket
+    "$venv/bin/listenfd" --version
+    PATH="$venv/bin:$no_rust_path" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}"
+    rm -rf "$venv"
+}
+
+for python in "${pythons[@]}"; do
+    check "wheel" "$python" "$root/$wheel"
+done
+
+# The sdist, built from a clean directory (this one needs the Rust toolchain).
+clean=$(mktemp -d /tmp/listenfd-sdist-XXXXXX)
+cp "$sdist" "$clean/"
+(cd "$clean" && tar xzf "$(basename "$sdist")")
+unpacked=$(ls -d "$clean"/listenfd-*/)
+test ! -e "$unpacked/target" && test ! -e "$unpacked/dist" || { echo "sdist holds build output" >&2; exit 1; }
+venv=$(mktemp -d /tmp/listenfd-sdist-venv-XXXXXX)
+printf '\n== sdist: built from %s\n' "$unpacked"
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+(cd "$clean" && "$venv/bin/python" -m pip install -q "$clean/$(basename "$sdist")[granian]" --group "$root/pyproject.toml:test")
+"$venv/bin/granian" --help | grep -q -- --systemd-socket
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}"
+rm -rf "$venv" "$clean"
