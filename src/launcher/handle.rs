@@ -555,7 +555,10 @@ async fn answer_control(
     let mut line = String::new();
     let mut reader = BufReader::new(read);
     let request = reader.read_line(&mut line);
-    if tokio::time::timeout(Duration::from_secs(10), request).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
