@@ -17,6 +17,7 @@ __all__ = [
     "InheritedSocket",
     "Launcher",
     "ReloadError",
+    "__version__",
     "bind_fresh",
     "control_socket_name",
     "fdname_problem",
