@@ -98,12 +98,33 @@ impl Error {
         }
     }
 
+    /// A failed system call. Out of file descriptors (`EMFILE`), the
+    /// message names the limit and how to raise it.
     pub fn os(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Os {
-            context: context.into(),
-            source,
+        let mut context = context.into();
+        if source.raw_os_error() == Some(libc::EMFILE) {
+            if let Some(limit) = open_files_limit() {
+                context = format!(
+                    "{context} (this process may have {limit} open files, RLIMIT_NOFILE: raise \
+                     it with `ulimit -n` or LimitNOFILE= in the unit)"
+                );
+            }
         }
+        Error::Os { context, source }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `RLIMIT_NOFILE` (soft), the number of fds a process may have open.
+pub fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out-pointer for getrlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}

@@ -388,12 +388,14 @@ impl NotifyReceiver {
                 cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
             }
         }
-        let len = (n as usize).min(payload.len());
-        Ok(Some(Notification {
-            pid,
-            fields: parse_message(&payload[..len]),
-            fds,
-        }))
+        // A datagram larger than the buffer arrives cut: none of it is read
+        // (its fds are closed with it), as systemd ignores oversized ones.
+        let fields = if n as usize > payload.len() {
+            Vec::new()
+        } else {
+            parse_message(&payload[..n as usize])
+        };
+        Ok(Some(Notification { pid, fields, fds }))
     }
 }
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -169,6 +172,45 @@ def _close_test_sockets() -> Iterator[None]:
     yield
     while TEST_SOCKETS:
         TEST_SOCKETS.pop().close()
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Whatever a test starts and leaves behind comes back to this process
+    # (instead of init), to be found at the end of the run.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _leftovers() -> dict[int, str]:
+    """Live children of this process (orphans included, as its subreaper);
+    exited ones are reaped."""
+    found = {}
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in map(int, (task / "children").read_text().split()):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    continue
+            except ChildProcessError:
+                continue
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            found[pid] = cmdline.decode(errors="replace")[:160]
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may leave a process (and the sockets it holds) behind."""
+    deadline = time.monotonic() + 10
+    while (left := _leftovers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        listing = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in left.items())
+        print(f"\nlistenfd: processes left behind by the tests:\n{listing}", file=sys.stderr)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # Figures measured by the tests (restarts under load, refused/failed counts),

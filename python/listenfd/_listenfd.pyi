@@ -173,7 +173,10 @@ class Launcher:
     win); ``inherit`` (``--inherit``) holds the sockets this process was passed
     and hands them to every child first (``ActivationError`` when nothing was
     passed and ``sockets`` is empty); ``control`` answers ``listenfd reload
-    PID`` for this process; ``handle_signals`` makes it act on SIGHUP, SIGINT
+    PID`` for this process; ``subreaper`` makes it the subreaper of its
+    children's orphans (process-wide, as the command line does), so that a
+    daemon a child left behind is stopped with it; ``handle_signals`` makes it
+    act on SIGHUP, SIGINT
     and SIGTERM like the command line; ``verbose`` prints progress. Under a
     service manager (``NOTIFY_SOCKET`` set) it relays ``READY=1``,
     ``RELOADING=1``, ``STATUS=``, ``STOPPING=1``, the watchdog and the FD
@@ -202,6 +205,7 @@ class Launcher:
         inherit: bool = False,
         env_files: Sequence[str | os.PathLike[str]] = ...,
         control: bool = False,
+        subreaper: bool = False,
     ) -> Launcher: ...
     @property
     def pid(self) -> int | None:

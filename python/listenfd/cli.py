@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             inherit=args.inherit,
             env_files=args.env_file,
             control=True,
+            subreaper=True,
         )
     except ActivationError as exc:
         print(f"listenfd run: {exc}", file=sys.stderr)

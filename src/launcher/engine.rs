@@ -10,6 +10,11 @@
 //! ready), and any number `stopping` (stop signal sent, SIGKILL at a
 //! deadline).
 //!
+//! When a child has exited, whatever it left in its process group (workers,
+//! helpers it forked) gets the stop signal and, `stop_timeout` later, SIGKILL:
+//! what systemd's `KillMode=mixed` does with a unit's cgroup. Nothing of an
+//! old child keeps serving old code, and nothing outlives the launcher.
+//!
 //! A hand-off (a restart of a serving launcher) ends when the new child
 //! serves alone: in overlap mode once the old one has exited, in stop-start
 //! mode once the new one is ready; or when the new child failed and the old
@@ -39,6 +44,17 @@ pub trait Children {
     fn signal(&mut self, pid: u32, signal: i32);
     /// Is `pid` a descendant of the child `child` (`--notify-access all`)?
     fn is_descendant(&self, pid: u32, child: u32) -> bool;
+    /// Signal what is left of a child's process group (each child leads its
+    /// own: the group id is its pid).
+    fn signal_group(&mut self, pgid: u32, signal: i32);
+    /// Is any process left in that group?
+    fn group_alive(&self, pgid: u32) -> bool;
+    /// Live children of the launcher that are none of `known`: orphans of
+    /// its children's children, reparented to the launcher (a subreaper).
+    /// Exited ones are reaped here.
+    fn orphans(&mut self, known: &[u32]) -> Vec<u32>;
+    /// Is the process `pid` alive (an exited child of ours is reaped here)?
+    fn alive(&mut self, pid: u32) -> bool;
 }
 
 pub trait Clock {
@@ -110,6 +126,21 @@ pub enum Upstream {
     FdStoreRemove(String),
 }
 
+#[derive(Clone, Copy)]
+struct Lingering {
+    kill_at: Instant,
+    look_at: Instant,
+}
+
+/// What an exited child left behind: its process group, or an orphan that
+/// left the group (a daemon that called setsid) and came back to the
+/// launcher as its subreaper.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Leftover {
+    Group(u32),
+    Orphan(u32),
+}
+
 /// The old child of an overlap hand-off, stopping after its successor became
 /// ready; the hand-off ends when it has exited.
 struct Retiring {
@@ -118,6 +149,8 @@ struct Retiring {
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a lingering process group is looked at again.
+const GROUP_POLL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 struct Child {
@@ -141,6 +174,9 @@ pub struct Engine<C: Children, K: Clock> {
     /// RELOADING=1 went up and READY=1 has not followed yet.
     reloading: bool,
     retiring: Option<Retiring>,
+    /// Process groups of exited children with processes left: when they get
+    /// SIGKILL, and when to look whether they emptied.
+    lingering: HashMap<Leftover, Lingering>,
     /// fds children stored with FDSTORE=1, passed to every later child.
     pub fd_store: FdStore,
     status: watch::Sender<Status>,
@@ -167,6 +203,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             upstream: Vec::new(),
             reloading: false,
             retiring: None,
+            lingering: HashMap::new(),
             fd_store: FdStore::default(),
             status,
             current: None,
@@ -397,6 +434,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// One datagram from `NOTIFY_SOCKET`. Fds attached to anything but an
     /// accepted `FDSTORE=1` are closed when `message` is dropped.
     pub fn on_notification(&mut self, message: Notification) {
+        if message.fields.is_empty() {
+            // Junk (no KEY=VALUE line, binary, oversized): it changes nothing,
+            // not even whether the child counts as one that notifies.
+            return;
+        }
         let Some(child_pid) = self.sender(message.pid) else {
             self.say(format!(
                 "ignored a notification from pid {}: not a child of this launcher",
@@ -471,8 +513,64 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
     }
 
+    /// A child is gone: stop what it left behind, in its process group or
+    /// orphaned.
+    fn clean_up_after(&mut self, pgid: u32) {
+        let mut leftovers = Vec::new();
+        if self.children.group_alive(pgid) {
+            leftovers.push(Leftover::Group(pgid));
+        }
+        let known: Vec<u32> = [self.current.as_ref(), self.pending.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|c| c.pid)
+            .chain(self.stopping.keys().copied())
+            .collect();
+        for orphan in self.children.orphans(&known) {
+            leftovers.push(Leftover::Orphan(orphan));
+        }
+        let now = self.clock.now();
+        let secs = self.policy.stop_timeout.as_secs_f64();
+        for leftover in leftovers {
+            if self.lingering.contains_key(&leftover) {
+                continue;
+            }
+            self.say(match leftover {
+                Leftover::Group(g) => {
+                    format!("pid {g} left processes in its group: stopping them (SIGKILL in {secs:.1}s)")
+                }
+                Leftover::Orphan(p) => {
+                    format!("orphan pid {p} (a child's child): stopping it (SIGKILL in {secs:.1}s)")
+                }
+            });
+            self.signal_leftover(leftover, self.policy.stop_signal);
+            self.lingering.insert(
+                leftover,
+                Lingering {
+                    kill_at: now + self.policy.stop_timeout,
+                    look_at: now + GROUP_POLL,
+                },
+            );
+        }
+    }
+
+    fn signal_leftover(&mut self, leftover: Leftover, signal: i32) {
+        match leftover {
+            Leftover::Group(g) => self.children.signal_group(g, signal),
+            Leftover::Orphan(p) => self.children.signal(p, signal),
+        }
+    }
+
+    fn leftover_alive(&mut self, leftover: Leftover) -> bool {
+        match leftover {
+            Leftover::Group(g) => self.children.group_alive(g),
+            Leftover::Orphan(p) => self.children.alive(p),
+        }
+    }
+
     /// A child exited (and was reaped) with wait status `status`.
     pub fn on_exit(&mut self, pid: u32, status: i32) {
+        self.clean_up_after(pid);
         if self.stopping.remove(&pid).is_some() {
             self.say(format!("pid {pid} stopped ({})", describe_status(status)));
             if let Some(retiring) = self.retiring.take_if(|r| r.pid == pid) {
@@ -579,6 +677,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             deadlines.push(c.started + self.policy.ready_delay);
         }
         deadlines.extend(self.stopping.values().filter_map(|c| c.kill_at));
+        deadlines.extend(self.lingering.values().map(|l| l.look_at.min(l.kill_at)));
         deadlines.extend(self.change.as_ref().map(|(at, _)| *at));
         deadlines.extend(self.auto_restart_at);
         deadlines.into_iter().min()
@@ -586,6 +685,26 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     pub fn on_deadline(&mut self) {
         let now = self.clock.now();
+        let due: Vec<(Leftover, Lingering)> = self
+            .lingering
+            .iter()
+            .filter(|(_, l)| l.look_at.min(l.kill_at) <= now)
+            .map(|(&g, &l)| (g, l))
+            .collect();
+        for (leftover, lingering) in due {
+            if !self.leftover_alive(leftover) {
+                self.lingering.remove(&leftover);
+            } else if lingering.kill_at <= now {
+                self.say(match leftover {
+                    Leftover::Group(g) => format!("pid {g}'s group did not stop: SIGKILL"),
+                    Leftover::Orphan(p) => format!("orphan pid {p} did not stop: SIGKILL"),
+                });
+                self.signal_leftover(leftover, libc::SIGKILL);
+                self.lingering.remove(&leftover);
+            } else if let Some(l) = self.lingering.get_mut(&leftover) {
+                l.look_at = now + GROUP_POLL;
+            }
+        }
         let overdue: Vec<u32> = self
             .stopping
             .values()
@@ -649,6 +768,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             && self.current.is_none()
             && self.pending.is_none()
             && self.stopping.is_empty()
+            && self.lingering.is_empty()
     }
 
     /// The launcher's exit status: the last child's, as a shell reports it.
@@ -672,6 +792,10 @@ mod tests {
         next_pid: u32,
         spawned: Vec<u32>,
         signals: Vec<(u32, i32)>,
+        /// Process groups with something left in them, and what they got.
+        groups: HashMap<u32, Vec<i32>>,
+        /// Orphans reparented to the launcher.
+        orphans: Vec<u32>,
         fail_spawn: bool,
         /// child -> its descendants
         descendants: HashMap<u32, Vec<u32>>,
@@ -695,7 +819,11 @@ mod tests {
             Ok((pid, "app".into()))
         }
         fn signal(&mut self, pid: u32, signal: i32) {
-            self.0.borrow_mut().signals.push((pid, signal));
+            let mut w = self.0.borrow_mut();
+            w.signals.push((pid, signal));
+            if signal == libc::SIGKILL {
+                w.orphans.retain(|&p| p != pid);
+            }
         }
         fn is_descendant(&self, pid: u32, child: u32) -> bool {
             self.0
@@ -703,6 +831,29 @@ mod tests {
                 .descendants
                 .get(&child)
                 .is_some_and(|d| d.contains(&pid))
+        }
+        fn signal_group(&mut self, pgid: u32, signal: i32) {
+            let mut w = self.0.borrow_mut();
+            if let Some(got) = w.groups.get_mut(&pgid) {
+                got.push(signal);
+                if signal == libc::SIGKILL {
+                    w.groups.remove(&pgid);
+                }
+            }
+        }
+        fn group_alive(&self, pgid: u32) -> bool {
+            self.0.borrow().groups.contains_key(&pgid)
+        }
+        fn orphans(&mut self, known: &[u32]) -> Vec<u32> {
+            let w = self.0.borrow();
+            w.orphans
+                .iter()
+                .copied()
+                .filter(|p| !known.contains(p))
+                .collect()
+        }
+        fn alive(&mut self, pid: u32) -> bool {
+            self.0.borrow().orphans.contains(&pid)
         }
     }
 
@@ -1176,5 +1327,49 @@ mod tests {
             upstream(&mut h),
             ["FDSTORE web 1", "FdStoreRemove(\"web\")"]
         );
+    }
+
+    #[test]
+    fn what_an_exited_child_left_in_its_group_is_stopped_then_killed() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        drop(h.restart());
+        h.ready(102);
+        // The old child leaves a helper behind in its group.
+        h.world.borrow_mut().groups.insert(101, Vec::new());
+        h.engine.on_exit(101, killed(TERM));
+        assert_eq!(h.world.borrow().groups[&101], [TERM]);
+        h.advance(Duration::from_secs(5));
+        assert_eq!(h.world.borrow().groups[&101], [TERM], "not yet");
+        h.advance(Duration::from_secs(5));
+        assert!(
+            !h.world.borrow().groups.contains_key(&101),
+            "SIGKILL at --stop-timeout"
+        );
+        assert!(h.log().contains("pid 101's group did not stop: SIGKILL"));
+        // A group that empties by itself is just forgotten.
+        h.world.borrow_mut().groups.insert(102, Vec::new());
+        h.engine.begin_shutdown("SIGTERM");
+        h.engine.on_exit(102, exited(0));
+        assert!(!h.engine.finished(), "not while its group has processes");
+        h.world.borrow_mut().groups.remove(&102);
+        h.advance(GROUP_POLL);
+        assert!(h.engine.finished());
+    }
+
+    #[test]
+    fn orphans_of_an_exited_child_are_stopped_too() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        // 101 forked a daemon (pid 500, its own session) and crashed.
+        h.world.borrow_mut().orphans.push(500);
+        h.engine.on_exit(101, killed(libc::SIGSEGV));
+        assert_eq!(h.signals(), [(500, TERM)]);
+        assert!(h
+            .log()
+            .contains("orphan pid 500 (a child's child): stopping it"));
+        h.advance(Duration::from_secs(10));
+        assert_eq!(h.signals(), [(500, TERM), (500, KILL)]);
+        assert!(h.world.borrow().orphans.is_empty());
     }
 }

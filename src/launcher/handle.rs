@@ -10,7 +10,7 @@
 //! child for nothing.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,13 +22,16 @@ use tokio::time::sleep_until;
 
 use super::engine::{Children, Engine, Policy, RestartResult, Status, SystemClock, Upstream};
 use super::fdstore::FdStore;
-use super::open::{open_all, HeldSocket};
+use super::open::{open_all, park_above, HeldSocket};
 use super::spawn::ChildPlan;
 use super::watch::{watch as watch_files, ChangeFilter};
 use super::Config;
 use crate::control::{self, Reply};
 use crate::error::{Error, Result};
 use crate::notify::{is_descendant, NotifyAddress, NotifyReceiver};
+
+/// Most notifications handled in one turn of the event loop.
+const NOTIFY_BATCH: usize = 64;
 
 enum Request {
     Restart(oneshot::Sender<RestartResult>),
@@ -74,8 +77,12 @@ impl Launcher {
             held,
             listen_pid: !config.no_pid,
             watchdog_usec: upstream.as_ref().and_then(|u| u.watchdog_usec),
+            subreaper: config.subreaper,
             events: None,
         };
+        if config.subreaper {
+            become_subreaper()?;
+        }
         // Built once here so that a bad command fails before anything runs;
         // each spawn builds its own (the FD store changes what is passed).
         children.plan(&FdStore::default())?;
@@ -135,25 +142,23 @@ impl Launcher {
                 })
             })
             .map_err(|e| Error::os("starting the launcher thread", e))?;
-        match started_rx.recv() {
-            Ok(Ok(())) => Ok(Launcher {
-                requests: req_tx,
-                status: status_rx,
-                thread: Some(thread),
-                sockets,
-            }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(Error::os(
-                    "the launcher thread",
-                    std::io::Error::other("exited before starting"),
-                ))
-            }
+        // The thread says whether the first child started.
+        let started = started_rx.recv().unwrap_or_else(|_| {
+            Err(Error::os(
+                "the launcher thread",
+                std::io::Error::other("exited before starting"),
+            ))
+        });
+        if let Err(e) = started {
+            let _ = thread.join();
+            return Err(e);
         }
+        Ok(Launcher {
+            requests: req_tx,
+            status: status_rx,
+            thread: Some(thread),
+            sockets,
+        })
     }
 
     pub fn status(&self) -> watch::Receiver<Status> {
@@ -197,6 +202,35 @@ impl Drop for Launcher {
             self.wait();
         }
     }
+}
+
+/// Orphaned descendants come back to this process (`PR_SET_CHILD_SUBREAPER`).
+fn become_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer arguments; a process-wide attribute.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+        return Err(Error::os(
+            "PR_SET_CHILD_SUBREAPER",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// The pids of this process's children (every thread's), from /proc.
+fn children_of_this_process() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids
 }
 
 /// This process's control socket, for `listenfd reload`.
@@ -259,6 +293,8 @@ struct RealChildren {
     listen_pid: bool,
     /// The launcher's own watchdog, handed on to every child.
     watchdog_usec: Option<u64>,
+    /// Orphans of the children's children come back to the launcher.
+    subreaper: bool,
     /// Where exits are reported (set once the event loop runs).
     events: Option<mpsc::UnboundedSender<Event>>,
 }
@@ -267,11 +303,11 @@ impl RealChildren {
     /// The plan for one spawn, and the parked copies it uses (to be closed
     /// once the child has its own).
     fn plan(&self, store: &FdStore) -> Result<(ChildPlan, Vec<OwnedFd>)> {
-        let sources: Vec<RawFd> = self
+        let sources: Vec<BorrowedFd<'_>> = self
             .held
             .iter()
-            .map(|h| h.fd.as_raw_fd())
-            .chain(store.entries().map(|(_, fd)| fd.as_raw_fd()))
+            .map(|h| h.fd.as_fd())
+            .chain(store.entries().map(|(_, fd)| fd))
             .collect();
         let mut names = self.names.clone();
         names.extend(store.entries().map(|(name, _)| name.to_owned()));
@@ -282,21 +318,13 @@ impl RealChildren {
         let mut parked = Vec::new();
         let mut placed = Vec::with_capacity(sources.len());
         for fd in sources {
-            if fd >= floor {
-                placed.push(fd);
+            if fd.as_raw_fd() >= floor {
+                placed.push(fd.as_raw_fd());
                 continue;
             }
-            // SAFETY: F_DUPFD_CLOEXEC on a live fd we own.
-            let raw = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
-            if raw < 0 {
-                return Err(Error::os(
-                    "parking a stored fd",
-                    std::io::Error::last_os_error(),
-                ));
-            }
-            // SAFETY: fcntl just returned this fd to us.
-            parked.push(unsafe { OwnedFd::from_raw_fd(raw) });
-            placed.push(raw);
+            let copy = park_above(fd, floor)?;
+            placed.push(copy.as_raw_fd());
+            parked.push(copy);
         }
         let mut env = self.env.clone();
         let from_files = crate::envfile::load(&self.env_files).map_err(|e| Error::EnvFile(e.0))?;
@@ -344,6 +372,47 @@ impl Children for RealChildren {
     fn is_descendant(&self, pid: u32, child: u32) -> bool {
         is_descendant(pid, child)
     }
+
+    fn signal_group(&mut self, pgid: u32, signal: i32) {
+        if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+            // SAFETY: kill(2) on a process group; the child made it its own.
+            unsafe { libc::kill(-pgid, signal) };
+        }
+    }
+
+    fn group_alive(&self, pgid: u32) -> bool {
+        let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the group has a member.
+        unsafe { libc::kill(-pgid, 0) == 0 }
+    }
+
+    fn orphans(&mut self, known: &[u32]) -> Vec<u32> {
+        if !self.subreaper {
+            return Vec::new();
+        }
+        children_of_this_process()
+            .into_iter()
+            .filter(|pid| !known.contains(pid))
+            .filter(|&pid| self.alive(pid))
+            .collect()
+    }
+
+    fn alive(&mut self, pid: u32) -> bool {
+        let Ok(raw) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        let mut status = 0;
+        // SAFETY: WNOHANG on a child of ours: reaps it only if it has exited.
+        match unsafe { libc::waitpid(raw, &raw mut status, libc::WNOHANG) } {
+            0 => true,
+            r if r == raw => false,
+            // Not our child (any more): alive if it still exists.
+            // SAFETY: signal 0 only checks that the process exists.
+            _ => unsafe { libc::kill(raw, 0) == 0 },
+        }
+    }
 }
 
 /// The event loop around the engine: requests, exits, file changes,
@@ -360,6 +429,8 @@ struct Driver {
     /// The launcher's own service manager.
     upstream: Option<NotifyAddress>,
     control: Option<tokio::net::UnixListener>,
+    /// A batch of notifications was cut short: read on at the next turn.
+    more_notifications: bool,
     handle_signals: bool,
     verbose: bool,
 }
@@ -416,6 +487,7 @@ impl Driver {
             status,
             upstream,
             control,
+            more_notifications: false,
             handle_signals: config.handle_signals,
             verbose: config.verbose,
         })
@@ -451,19 +523,22 @@ impl Driver {
         });
     }
 
-    fn drain_notifications(&mut self) {
-        loop {
+    /// Handle waiting notifications, at most a batch of them, so that a
+    /// flood never starves exits, requests and deadlines; true once none waits.
+    fn drain_notifications(&mut self) -> bool {
+        for _ in 0..NOTIFY_BATCH {
             match self.receiver.get_ref().try_recv() {
                 Ok(Some(message)) => self.engine.on_notification(message),
-                Ok(None) => return,
+                Ok(None) => return true,
                 Err(e) => {
                     if self.verbose {
                         eprintln!("listenfd: notify socket: {e}");
                     }
-                    return;
+                    return true;
                 }
             }
         }
+        false
     }
 
     async fn run(&mut self) -> i32 {
@@ -492,9 +567,14 @@ impl Driver {
                     None => {}
                 },
                 ready = self.receiver.readable() => match ready {
-                    Ok(mut guard) => {
+                    Ok(guard) => {
+                        // Readiness is cleared before reading, so a datagram
+                        // that arrives meanwhile wakes the loop again; a batch
+                        // cut short marks it ready again for the next turn.
+                        let mut guard = guard;
                         guard.clear_ready();
-                        self.drain_notifications();
+                        drop(guard);
+                        self.more_notifications = !self.drain_notifications();
                     }
                     Err(e) => {
                         if self.verbose {
@@ -502,6 +582,9 @@ impl Driver {
                         }
                     }
                 },
+                () = std::future::ready(()), if self.more_notifications => {
+                    self.more_notifications = !self.drain_notifications();
+                }
                 accepted = next_control(self.control.as_ref()) => match accepted {
                     Ok(stream) => self.serve_control(stream),
                     Err(e) => {

@@ -89,6 +89,10 @@ pub struct Config {
     pub env_files: Vec<PathBuf>,
     /// Answer `listenfd reload PID` on this process's control socket.
     pub control: bool,
+    /// Become the subreaper of the children's orphans (`PR_SET_CHILD_SUBREAPER`),
+    /// to stop them with the child that left them. Process-wide: the command
+    /// line does it, an embedded launcher only when asked.
+    pub subreaper: bool,
 }
 
 impl Config {
@@ -111,6 +115,7 @@ impl Config {
             verbose: true,
             env_files: Vec::new(),
             control: false,
+            subreaper: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -204,20 +204,39 @@ pub fn open_all(specs: &[SocketSpec], options: OpenOptions) -> Result<Vec<HeldSo
     let floor = 3 + specs.len() as RawFd;
     for h in &mut held {
         if h.fd.as_raw_fd() < floor {
-            // SAFETY: F_DUPFD_CLOEXEC on a live fd we own.
-            let raw =
-                unsafe { libc::fcntl(h.fd.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-            if raw < 0 {
-                return Err(Error::os(
-                    "moving a held socket",
-                    io::Error::last_os_error(),
-                ));
-            }
-            // SAFETY: fcntl just returned this new fd to us.
-            h.fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            h.fd = park_above(h.fd.as_fd(), floor)?;
         }
     }
     Ok(held)
+}
+
+/// A close-on-exec copy of `fd` at `floor` or above: out of the range 3..floor
+/// where a child's sockets are placed, so that placing them with dup2 never
+/// overwrites one with another.
+pub fn park_above(fd: BorrowedFd<'_>, floor: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a live borrowed fd; a new fd or an error.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            let limit = crate::error::open_files_limit().unwrap_or(0);
+            return Err(Error::os(
+                format!(
+                    "a child gets {} fds at 3..{floor}, but this process may have only \
+                     {limit} open files (RLIMIT_NOFILE): raise it with `ulimit -n` or \
+                     LimitNOFILE= in the unit",
+                    floor - 3
+                ),
+                e,
+            ));
+        }
+        return Err(Error::os(
+            format!("moving fd {} above fd {floor}", fd.as_raw_fd()),
+            e,
+        ));
+    }
+    // SAFETY: fcntl just returned this new fd to us and nobody else has it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::ffi::{c_char, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -177,18 +177,11 @@ impl ChildPlan {
         let (read_end, write_end) =
             unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
         // Park the write end above 3+n too, where the child's dup2 cannot hit it.
-        let floor = 3 + fds.len() as RawFd;
-        // SAFETY: F_DUPFD_CLOEXEC on a live fd we own.
-        let parked = unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-        if parked < 0 {
-            return Err(Error::os(
-                "moving the exec-error pipe",
-                io::Error::last_os_error(),
-            ));
-        }
+        let parked = super::open::park_above(write_end.as_fd(), 3 + fds.len() as RawFd)?;
+        // Only the parked copy may stay open: read_end sees EOF at exec only
+        // once every copy of the write end in this process is closed.
         drop(write_end);
-        // SAFETY: fcntl just returned this new fd to us.
-        let write_end = unsafe { OwnedFd::from_raw_fd(parked) };
+        let write_end = parked;
 
         // SAFETY: fork. The child branch below calls only async-signal-safe
         // functions and never returns: it execs or _exits.

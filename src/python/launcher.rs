@@ -168,7 +168,7 @@ impl Launcher {
         ready_delay = Seconds(Duration::from_secs(2)),
         stop_timeout = Seconds(Duration::from_secs(10)), stop_signal = Signal(libc::SIGTERM),
         notify_access = NotifyAccessAll(false), handle_signals = false, verbose = true,
-        inherit = false, env_files = Vec::new(), control = false,
+        inherit = false, env_files = Vec::new(), control = false, subreaper = false,
     ))]
     // The keyword arguments of `listenfd run`'s options, flags included.
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
@@ -194,6 +194,7 @@ impl Launcher {
         inherit: bool,
         env_files: Vec<PathBuf>,
         control: bool,
+        subreaper: bool,
     ) -> PyResult<Self> {
         if let Some(b) = backlog.filter(|&b| b < 1) {
             return Err(Error::InvalidOption {
@@ -224,6 +225,7 @@ impl Launcher {
         config.verbose = verbose;
         config.env_files = env_files;
         config.control = control;
+        config.subreaper = subreaper;
         let inherited = if inherit {
             inherited_sockets(py, config.sockets.is_empty())?
         } else {

@@ -18,7 +18,7 @@ from listenfd._serving import Unservable, Wanted, take
 from listenfd.granian import _control as control
 from listenfd.granian import _mainloop as mainloop
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
-from listenfd.granian._readiness import Readiness
+from listenfd.granian._readiness import Readiness, guard_forked_workers
 
 # The FDNAME= of the socket --systemd-fdstore stores (unless --systemd-socket-name).
 FDSTORE_NAME = "granian"
@@ -74,6 +74,7 @@ class SystemdSocketMixin:
         main_loop = mainloop.install(self, watchdog)
         # Readiness drives READY=1 (a no-op without NOTIFY_SOCKET) and the
         # answers to `listenfd reload`.
+        guard_forked_workers()
         self._listenfd_readiness = Readiness(self)
         self.on_reload(self._listenfd_readiness.reloading)
         control.serve(self, self._listenfd_readiness, _granian_logger)
