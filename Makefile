@@ -1,6 +1,6 @@
 # The inner loop: `make build-dev` once (and after changing Rust code), then
 # `make test`. `bash scripts/test.sh` runs everything CI runs.
-.PHONY: build-dev lint test test-e2e all
+.PHONY: build-dev lint test test-e2e fuzz all
 
 PY := .venv/bin/python
 
@@ -22,6 +22,10 @@ test:
 # A real systemd in systemd-nspawn: needs root
 test-e2e:
 	$(PY) -m pytest -m e2e
+
+# Every fuzz target for 60 s (bench/fuzz.sh --help for more)
+fuzz:
+	bash bench/fuzz.sh
 
 all:
 	bash scripts/test.sh

@@ -23,6 +23,9 @@ pub const SD_LISTEN_FDS_START: RawFd = 3;
 pub const LISTEN_PID: &str = "LISTEN_PID";
 pub const LISTEN_PIDFDID: &str = "LISTEN_PIDFDID";
 pub const LISTEN_FDS: &str = "LISTEN_FDS";
+/// The kernel's default `fs.nr_open`: no process holds more fds unless the
+/// administrator raised it.
+pub const MAX_PASSED_FDS: u64 = 1 << 20;
 pub const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 /// Not systemd's: `systemfd` and `watchexec --socket` use it to pass fds that
 /// start somewhere other than 3.
@@ -296,7 +299,10 @@ pub fn parse(
             })? as RawFd,
     };
     // As libsystemd: `first + n` must still be an int, so every fd number fits.
-    let max_count = (c_int::MAX - first) as u64;
+    // Unlike it, no more than a process can hold by default (fs.nr_open): a
+    // larger count is a corrupt variable, which would otherwise cost memory
+    // (one entry per fd) before the first missing fd is found.
+    let max_count = ((c_int::MAX - first) as u64).min(MAX_PASSED_FDS);
     let count = decimal::<u64>(&fds_value)
         .filter(|&n| n <= max_count)
         .ok_or_else(|| {
@@ -741,6 +747,7 @@ mod tests {
                 "LISTEN_FDS=\"99999999999999999999\"",
             ),
             (vec![("LISTEN_FDS", &too_many)], "LISTEN_FDS=\"2147483645\""),
+            (vec![("LISTEN_FDS", "1048577")], "from 0 to 1048576"),
             (
                 vec![("LISTEN_FDS", "2"), ("LISTEN_FDS_FIRST_FD", "2147483646")],
                 "LISTEN_FDS=\"2\"",

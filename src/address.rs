@@ -40,6 +40,11 @@ pub fn parse_host_port(text: &str) -> Result<Option<HostPort>, String> {
         let Some(digits) = after.strip_prefix(':') else {
             return Ok(None);
         };
+        if !is_ipv6_literal(host) {
+            return Err(format!(
+                "[{host}] is not an IPv6 address: only those go in brackets"
+            ));
+        }
         return Ok(Some(HostPort {
             host: host.to_owned(),
             port: port(digits)?,
@@ -55,6 +60,16 @@ pub fn parse_host_port(text: &str) -> Result<Option<HostPort>, String> {
         host: host.to_owned(),
         port: port(digits)?,
     }))
+}
+
+/// `::1`, or `fe80::1%eth0` with a zone for link-local addresses.
+fn is_ipv6_literal(host: &str) -> bool {
+    let (address, zone) = host.split_once('%').unwrap_or((host, "x"));
+    address.parse::<std::net::Ipv6Addr>().is_ok()
+        && !zone.is_empty()
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 impl HostPort {
@@ -119,6 +134,10 @@ mod tests {
             ("host:port", Err("\"port\" is not a port number")),
             ("host:", Err("\"\" is not a port number")),
             ("[::1]:x", Err("\"x\" is not a port number")),
+            ("[fe80::1%eth0]:80", Ok(hp("fe80::1%eth0", 80))),
+            ("[localhost]:80", Err("[localhost] is not an IPv6 address")),
+            ("[127.0.0.1]:80", Err("not an IPv6 address")),
+            ("[::1%]:80", Err("not an IPv6 address")),
         ];
         for (text, expected) in cases {
             let got = parse_host_port(text);

@@ -23,4 +23,8 @@ pub mod notify;
 #[cfg(feature = "python")]
 mod python;
 
+/// The fuzz targets' checks (`fuzz/`), replayed by `cargo test`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
 pub use error::{Error, Result};

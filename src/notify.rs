@@ -219,13 +219,20 @@ pub struct Notification {
     pub fds: Vec<OwnedFd>,
 }
 
+/// Read as systemd reads a datagram: a value is the first line with that key
+/// (`strv_find_startswith`), a flag counts if any line says it
+/// (`strv_contains`), whatever other lines with the same key say.
 impl Notification {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
-            .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `KEY=1` on some line.
+    pub fn flag(&self, key: &str) -> bool {
+        self.fields.iter().any(|(k, v)| k == key && v == "1")
     }
 }
 
@@ -466,6 +473,19 @@ mod tests {
         assert_eq!(n.get("STATUS"), Some("serving on :8000"));
         assert_eq!(n.fields.len(), 2);
         assert!(n.fds.is_empty());
+    }
+
+    #[test]
+    fn repeated_keys_read_as_systemd_reads_them() {
+        let n = Notification {
+            pid: None,
+            fields: parse_message(b"READY=1\nREADY=x\nSTATUS=first\nSTATUS=second\nno equals"),
+            fds: Vec::new(),
+        };
+        assert!(n.flag("READY"));
+        assert!(!n.flag("STOPPING"));
+        assert_eq!(n.get("STATUS"), Some("first"));
+        assert_eq!(n.fields.len(), 4, "a line without = is dropped");
     }
 
     #[test]

@@ -146,8 +146,9 @@ BAD_INPUT = [
         "sock",
         'LISTEN_FDS="99999999999999999999" is invalid',
     ),
-    # fd 3 + 2147483645 - 1 would pass INT_MAX.
-    ({"LISTEN_FDS": "2147483645"}, "sock", "from 0 to 2147483644"),
+    # More fds than a process holds by default (fs.nr_open).
+    ({"LISTEN_FDS": "1048577"}, "sock", "from 0 to 1048576"),
+    ({"LISTEN_FDS": "2147483645"}, "sock", "from 0 to 1048576"),
     ({"LISTEN_PID": "abc", "LISTEN_FDS": "1"}, "sock", 'LISTEN_PID="abc" is invalid'),
     ({"LISTEN_PID": "0", "LISTEN_FDS": "1"}, "sock", 'LISTEN_PID="0" is invalid'),
     ({"LISTEN_PID": "-5", "LISTEN_FDS": "1"}, "sock", 'LISTEN_PID="-5" is invalid'),

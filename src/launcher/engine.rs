@@ -468,13 +468,13 @@ impl<C: Children, K: Clock> Engine<C, K> {
         if let Some(usec) = message.get("EXTEND_TIMEOUT_USEC") {
             self.upstream.push(Upstream::ExtendTimeout(usec.to_owned()));
         }
-        if message.get("STOPPING") == Some("1") {
+        if message.flag("STOPPING") {
             self.say(format!("pid {child_pid} is stopping"));
         }
-        if message.get("RELOADING") == Some("1") {
+        if message.flag("RELOADING") {
             self.say(format!("pid {child_pid} is reloading"));
         }
-        if message.get("FDSTOREREMOVE") == Some("1") {
+        if message.flag("FDSTOREREMOVE") {
             let name = message.get("FDNAME").unwrap_or("");
             let removed = self.fd_store.remove(name);
             self.say(format!(
@@ -482,8 +482,8 @@ impl<C: Children, K: Clock> Engine<C, K> {
             ));
             self.upstream.push(Upstream::FdStoreRemove(name.to_owned()));
         }
-        let ready = message.get("READY") == Some("1");
-        if message.get("FDSTORE") == Some("1") && !message.fds.is_empty() {
+        let ready = message.flag("READY");
+        if message.flag("FDSTORE") && !message.fds.is_empty() {
             let name = message.get("FDNAME").unwrap_or("stored").to_owned();
             let Notification { fds, .. } = message;
             let count = fds.len();

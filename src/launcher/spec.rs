@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::activation::fdname_problem;
-use crate::address::parse_host_port;
+use crate::address::{parse_host_port, HostPort};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The word before `::` in a `-s` spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Http => "http",
+            Kind::Https => "https",
+            Kind::Unix => "unix",
+            Kind::Udp => "udp",
+        }
+    }
+
     /// `TCP_DEFER_ACCEPT` when `--defer-accept` is not given: on for HTTP(S),
     /// the kernel default (off) for plain `tcp::`, whose protocol may make the
     /// server speak first.
@@ -60,6 +71,15 @@ impl SocketSpec {
     /// Parse `[NAME=][KIND::]ADDRESS`. ADDRESS is `PORT` (127.0.0.1),
     /// `HOST:PORT`, `[V6]:PORT` (see `crate::address`), or a path for `unix::`.
     pub fn parse(spec: &str) -> Result<Self, Error> {
+        Self::parse_with(spec, HostPort::resolve)
+    }
+
+    /// [`SocketSpec::parse`], with `resolve` turning a host into an address
+    /// (the fuzzer's takes IP addresses only: no name lookups).
+    pub fn parse_with(
+        spec: &str,
+        resolve: impl Fn(&HostPort) -> Result<SocketAddr, String>,
+    ) -> Result<Self, Error> {
         let fail = |problem: String| Error::InvalidSocketSpec {
             spec: spec.to_owned(),
             problem,
@@ -100,7 +120,12 @@ impl SocketSpec {
         let address = if kind == Kind::Unix {
             Address::Unix(PathBuf::from(address))
         } else {
-            Address::Inet(parse_inet(address).map_err(fail)?)
+            let host_port = parse_host_port(address).map_err(&fail)?.ok_or_else(|| {
+                fail(format!(
+                    "expected PORT, HOST:PORT or [V6]:PORT, got {address:?}"
+                ))
+            })?;
+            Address::Inet(resolve(&host_port).map_err(fail)?)
         };
         Ok(SocketSpec {
             name,
@@ -115,12 +140,6 @@ impl SocketSpec {
             .as_deref()
             .unwrap_or(crate::activation::UNKNOWN_NAME)
     }
-}
-
-fn parse_inet(address: &str) -> Result<SocketAddr, String> {
-    parse_host_port(address)?
-        .ok_or_else(|| format!("expected PORT, HOST:PORT or [V6]:PORT, got {address:?}"))?
-        .resolve()
 }
 
 impl fmt::Display for SocketSpec {

@@ -1,0 +1,4 @@
+//! See `listenfd::fuzzing::check_notification` for the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| listenfd::fuzzing::check_notification(data));
