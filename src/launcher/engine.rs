@@ -49,9 +49,10 @@ pub trait Children {
     fn signal_group(&mut self, pgid: u32, signal: i32);
     /// Is any process left in that group?
     fn group_alive(&self, pgid: u32) -> bool;
-    /// Live children of the launcher that are none of `known`: orphans of
-    /// its children's children, reparented to the launcher (a subreaper).
-    /// Exited ones are reaped here.
+    /// Live children of the launcher that are none of `known` and cannot
+    /// belong to them (they started before every one of `known`): orphans
+    /// of its children's children, reparented to the launcher (a
+    /// subreaper). Exited ones are reaped here.
     fn orphans(&mut self, known: &[u32]) -> Vec<u32>;
     /// Is the process `pid` alive (an exited child of ours is reaped here)?
     fn alive(&mut self, pid: u32) -> bool;
@@ -525,6 +526,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             .flatten()
             .map(|c| c.pid)
             .chain(self.stopping.keys().copied())
+            .filter(|&pid| pid != pgid)
             .collect();
         for orphan in self.children.orphans(&known) {
             leftovers.push(Leftover::Orphan(orphan));
@@ -796,6 +798,8 @@ mod tests {
         groups: HashMap<u32, Vec<i32>>,
         /// Orphans reparented to the launcher.
         orphans: Vec<u32>,
+        /// orphan -> the child it came from, where the world can tell
+        orphan_owners: HashMap<u32, u32>,
         fail_spawn: bool,
         /// child -> its descendants
         descendants: HashMap<u32, Vec<u32>>,
@@ -850,6 +854,7 @@ mod tests {
                 .iter()
                 .copied()
                 .filter(|p| !known.contains(p))
+                .filter(|p| w.orphan_owners.get(p).is_none_or(|o| !known.contains(o)))
                 .collect()
         }
         fn alive(&mut self, pid: u32) -> bool {
@@ -1371,5 +1376,24 @@ mod tests {
         h.advance(Duration::from_secs(10));
         assert_eq!(h.signals(), [(500, TERM), (500, KILL)]);
         assert!(h.world.borrow().orphans.is_empty());
+    }
+
+    #[test]
+    fn the_new_childs_orphans_outlive_the_old_child() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        let _done = h.restart();
+        h.ready(102);
+        // Both children forked a daemon; the old one is stopped now.
+        h.world.borrow_mut().orphans.extend([500, 501]);
+        h.world
+            .borrow_mut()
+            .orphan_owners
+            .extend([(500, 101), (501, 102)]);
+        assert_eq!(h.signals(), [(101, TERM)]);
+        h.engine.on_exit(101, killed(libc::SIGTERM));
+        assert_eq!(h.signals(), [(101, TERM), (500, TERM)]);
+        h.engine.on_exit(102, exited(0));
+        assert_eq!(h.signals(), [(101, TERM), (500, TERM), (501, TERM)]);
     }
 }

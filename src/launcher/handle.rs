@@ -28,7 +28,7 @@ use super::watch::{watch as watch_files, ChangeFilter};
 use super::Config;
 use crate::control::{self, Reply};
 use crate::error::{Error, Result};
-use crate::notify::{is_descendant, NotifyAddress, NotifyReceiver};
+use crate::notify::{is_descendant, start_time, NotifyAddress, NotifyReceiver};
 
 /// Most notifications handled in one turn of the event loop.
 const NOTIFY_BATCH: usize = 64;
@@ -233,6 +233,19 @@ fn children_of_this_process() -> Vec<u32> {
     pids
 }
 
+/// The environment `pid` was exec'd with (`/proc/PID/environ`).
+fn exec_environment(pid: u32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// `LISTEN_PID` in a NUL-separated environment block.
+fn listen_pid_in(environment: &[u8]) -> Option<u32> {
+    environment
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(b"LISTEN_PID="))
+        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
+}
+
 /// This process's control socket, for `listenfd reload`.
 fn bind_control() -> Result<std::os::unix::net::UnixListener> {
     let pid = std::process::id();
@@ -392,9 +405,21 @@ impl Children for RealChildren {
         if !self.subreaper {
             return Vec::new();
         }
+        // A reparented process does not say whose it was. The LISTEN_PID its
+        // child was started with does, in the environment it was exec'd
+        // with (kept by a fork, whatever Python later removes); without it,
+        // only one that started before every child still running cannot be
+        // one of theirs (a newer one waits for the next clean-up, or the
+        // launcher's exit).
+        let oldest_known = known.iter().filter_map(|&pid| start_time(pid)).min();
+        let not_theirs = |pid: u32| match exec_environment(pid).as_deref().and_then(listen_pid_in) {
+            Some(owner) => !known.contains(&owner),
+            None => oldest_known.is_none_or(|oldest| start_time(pid).is_some_and(|t| t < oldest)),
+        };
         children_of_this_process()
             .into_iter()
             .filter(|pid| !known.contains(pid))
+            .filter(|&pid| not_theirs(pid))
             .filter(|&pid| self.alive(pid))
             .collect()
     }
@@ -723,4 +748,25 @@ async fn wait_for_exit(pid: u32, pidfd: OwnedFd, tx: mpsc::UnboundedSender<Event
         }
     }
     let _ = tx.send(Event::Exited { pid, status });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_pid_in;
+
+    #[test]
+    fn listen_pid_in_an_environment_block() {
+        for (block, want) in [
+            (&b"A=1\0LISTEN_PID=42\0B=2\0"[..], Some(42)),
+            (b"LISTEN_PID=7", Some(7)),
+            (b"XLISTEN_PID=7\0", None),
+            (b"LISTEN_PID=\0", None),
+            (b"LISTEN_PID=4x\0", None),
+            (b"LISTEN_PID=99999999999\0", None),
+            (b"LISTEN_PIDS=3\0LISTEN_PID=5\0", Some(5)),
+            (b"", None),
+        ] {
+            assert_eq!(listen_pid_in(block), want, "{block:?}");
+        }
+    }
 }
