@@ -1,4 +1,5 @@
-"""Restarting Granian under load, every way, side by side in one run.
+"""Restarting Granian, uvicorn and hypercorn under load, every way, side by
+side in one run.
 
     python bench/restart.py [--restarts N] [--no-systemd] [--only a,b,...]
 
@@ -20,7 +21,10 @@
      `systemctl reload` (ExecReload=listenfd reload: the new Granian starts
      beside the old one);
 (f)  `granian --reload` (Granian's own reloader) and (g) `listenfd run --watch`
-     (overlap), both restarted by editing the app's file: the dev loop.
+     (overlap), both restarted by editing the app's file: the dev loop;
+(ua) uvicorn and (ha) hypercorn binding their own socket, restarted
+     stop-then-start, beside (uc) and (hc): each under `listenfd run
+     --restart-mode overlap` with `--systemd-socket`, restarted by SIGHUP.
 (d), (d0), (e) and (h) need root and systemd-nspawn (skipped with the reason
 otherwise) and use the example units' port 8000; restarts are spaced 2.5 s
 apart (systemd's start limit), reloads 1 s.
@@ -69,21 +73,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_granian(port: int) -> subprocess.Popen[bytes]:
+SERVER_ARGS = {
+    "granian": GRANIAN_ARGS,
+    "uvicorn": ["--workers", "2", "--log-level", "warning", "hello:asgi"],
+    "hypercorn": ["--workers", "2", "--log-level", "warning", "hello:asgi"],
+}
+
+
+def start_server(server: str, port: int) -> subprocess.Popen[bytes]:
+    """The server binding 127.0.0.1:`port` itself."""
+    address = ["--bind", f"127.0.0.1:{port}"] if server == "hypercorn" else ["--port", str(port)]
     return subprocess.Popen(
-        [str(BIN / "granian"), "--port", str(port), *GRANIAN_ARGS],
+        [str(BIN / server), *address, *SERVER_ARGS[server]],
         cwd=APPS,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def start_launcher(port: int, *options: str) -> subprocess.Popen[bytes]:
+def start_launcher(server: str, port: int, *options: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", *options],
             *["--ready-delay", str(READY_DELAY), "--"],
-            *[str(BIN / "granian"), "--systemd-socket", *GRANIAN_ARGS],
+            *[str(BIN / server), "--systemd-socket", *SERVER_ARGS[server]],
         ],
         cwd=APPS,
         stdout=subprocess.DEVNULL,
@@ -91,11 +104,11 @@ def start_launcher(port: int, *options: str) -> subprocess.Popen[bytes]:
     )
 
 
-def process_scenario(options: list[str], restarts: int) -> dict[str, float]:
-    """(a) when `options` is None-like (empty): Granian binds itself; else
-    listenfd run with those options, restarted by SIGHUP."""
+def process_scenario(server: str, options: list[str], restarts: int) -> dict[str, float]:
+    """With no `options`: `server` binds itself, restarted stop-then-start;
+    else listenfd run with those options, restarted by SIGHUP."""
     port = free_port()
-    proc = start_launcher(port, *options) if options else start_granian(port)
+    proc = start_launcher(server, port, *options) if options else start_server(server, port)
     wait_serving(port)
 
     def restart() -> None:
@@ -103,7 +116,7 @@ def process_scenario(options: list[str], restarts: int) -> dict[str, float]:
         if not options:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-            proc = start_granian(port)
+            proc = start_server(server, port)
         else:
             proc.send_signal(signal.SIGHUP)
 
@@ -212,25 +225,31 @@ def measure(
 
 SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, float]], bool]] = {
     # key: (label, run(restarts), needs systemd)
-    "a": ("(a) Granian binds itself, stop then start", partial(process_scenario, []), False),
+    "a": (
+        "(a) Granian binds itself, stop then start",
+        partial(process_scenario, "granian", []),
+        False,
+    ),
     "b": (
         "(b) `listenfd run --restart-mode stop-start`",
-        partial(process_scenario, ["--restart-mode", "stop-start"]),
+        partial(process_scenario, "granian", ["--restart-mode", "stop-start"]),
         False,
     ),
     "b0": (
         "(b0) the same, `--defer-accept 0`",
-        partial(process_scenario, ["--restart-mode", "stop-start", "--defer-accept", "0"]),
+        partial(
+            process_scenario, "granian", ["--restart-mode", "stop-start", "--defer-accept", "0"]
+        ),
         False,
     ),
     "c": (
         "(c) `listenfd run --restart-mode overlap`",
-        partial(process_scenario, ["--restart-mode", "overlap"]),
+        partial(process_scenario, "granian", ["--restart-mode", "overlap"]),
         False,
     ),
     "c0": (
         "(c0) the same, `--defer-accept 0`",
-        partial(process_scenario, ["--restart-mode", "overlap", "--defer-accept", "0"]),
+        partial(process_scenario, "granian", ["--restart-mode", "overlap", "--defer-accept", "0"]),
         False,
     ),
     "d": (
@@ -255,6 +274,26 @@ SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, float]], bool]] = {
     ),
     "f": ("(f) `granian --reload`, a file edit", partial(edit_scenario, "granian"), False),
     "g": ("(g) `listenfd run --watch`, a file edit", partial(edit_scenario, "listenfd"), False),
+    "ua": (
+        "(ua) uvicorn binds itself, stop then start",
+        partial(process_scenario, "uvicorn", []),
+        False,
+    ),
+    "uc": (
+        "(uc) `listenfd run --restart-mode overlap -- uvicorn --systemd-socket`",
+        partial(process_scenario, "uvicorn", ["--restart-mode", "overlap"]),
+        False,
+    ),
+    "ha": (
+        "(ha) hypercorn binds itself, stop then start",
+        partial(process_scenario, "hypercorn", []),
+        False,
+    ),
+    "hc": (
+        "(hc) `listenfd run --restart-mode overlap -- hypercorn --systemd-socket`",
+        partial(process_scenario, "hypercorn", ["--restart-mode", "overlap"]),
+        False,
+    ),
 }
 
 
@@ -277,7 +316,7 @@ def main() -> None:
     results = {k: SCENARIOS[k][1](args.restarts) for k in keys}
     print(
         f"# bench/restart.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
-        f"{platform.python_version()}; Granian 2 workers, {args.restarts} restarts each; "
+        f"{platform.python_version()}; 2 workers, {args.restarts} restarts each; "
         "2 new-connection clients + 1 keep-alive client"
     )
     print()

@@ -1,14 +1,14 @@
-"""What the Granian hook costs every interpreter start: `python -c pass` with
-and without listenfd-granian.pth, many interleaved runs, median difference.
-(The .pth line loads the hook module only when the command line names granian;
-what that import costs a Granian process is reported too.)
+"""What the server hook costs every interpreter start: `python -c pass` with
+and without listenfd-servers.pth, many interleaved runs, median difference.
+(The .pth line loads the hook module only when the command line names granian,
+uvicorn or hypercorn; what that import costs a server process is reported too.)
 
     python bench/startup_hook.py [--runs N]
     python bench/startup_hook.py --forms     # instructions of other ways to hook
 
 Throw-away virtual environments see the same packages (a path entry to this
 environment's site-packages) and the same other .pth files; one also has
-listenfd-granian.pth, and two yardsticks have an empty .pth file or one with
+listenfd-servers.pth, and two yardsticks have an empty .pth file or one with
 just `import sys` (what any .pth file, or any .pth import line, costs here).
 """
 
@@ -29,7 +29,7 @@ import time
 import venv
 from pathlib import Path
 
-PTH = "listenfd-granian.pth"
+PTH = "listenfd-servers.pth"
 
 
 def purelib(python: Path) -> Path:
@@ -67,7 +67,7 @@ def time_once(python: Path) -> float:
 
 
 def time_pth_line(pth: Path) -> float:
-    """µs to exec the .pth import line in an interpreter not running granian."""
+    """µs to exec the .pth import line in an interpreter running no server."""
     import timeit
 
     line = pth.read_text().strip()
@@ -75,9 +75,9 @@ def time_pth_line(pth: Path) -> float:
 
     def once() -> None:
         exec(code, {})
-        # This process's command line does not name granian: nothing was
+        # This process's command line names none of the servers: nothing was
         # installed, and nothing may be removed.
-        assert not getattr(sys.meta_path[0], "listenfd_granian", False)
+        assert not getattr(sys.meta_path[0], "listenfd_hook", False)
 
     return statistics.median(timeit.repeat(once, number=2000, repeat=7)) / 2000 * 1e6
 
@@ -106,10 +106,10 @@ def count_instructions(python: Path) -> int | None:
 
 
 def time_cold_import(python: Path) -> float:
-    """µs for the first `import _listenfd_granian_hook` of a fresh interpreter
+    """µs for the first `import _listenfd_hook` of a fresh interpreter
     (after one other import, so the cwd path entry is already scanned)."""
     code = (
-        "import time, json; t = time.perf_counter(); import _listenfd_granian_hook; "
+        "import time, json; t = time.perf_counter(); import _listenfd_hook; "
         "print((time.perf_counter() - t) * 1e6)"
     )
     runs = [
@@ -135,14 +135,19 @@ def bootstrap_interval(diffs: list[float], rounds: int = 2000) -> tuple[float, f
 # module is written next to it when the text imports `_gate`). Instructions
 # are counted, not timed: the differences are below this VM's timing noise.
 GATE_MODULE = (
-    'import sys\nif "granian" in "%s" % sys.orig_argv:\n    __import__("_listenfd_granian_hook")\n'
+    "import sys\n"
+    'if "granian" in ("%s" % sys.orig_argv).replace("corn", "granian"):\n'
+    '    __import__("_listenfd_hook").install()\n'
 )
 FORMS = {
     "an empty .pth file (any .pth)": "",
     "`import sys` (any import line)": "import sys\n",
     "`import sys;0` (the cheapest second statement)": "import sys;0\n",
     "`import sys;sys.orig_argv` (reading the command line)": "import sys;sys.orig_argv\n",
-    "the gate without its import": 'import sys;"granian"in"%s"%sys.orig_argv\n',
+    "Granian's gate alone (before uvicorn/hypercorn)": 'import sys;"granian"in"%s"%sys.orig_argv\n',
+    "the shipped gate without its import": (
+        'import sys;"granian"in("%s"%sys.orig_argv).replace("corn","granian")\n'
+    ),
     "`import _gate` (the gate in a module, .pyc ready)": "import _gate\n",
 }
 
@@ -152,7 +157,7 @@ def count_forms(site_packages: str) -> None:
     if not shutil.which("valgrind"):
         print("skipped: --forms counts instructions with valgrind, which is not installed")
         return
-    forms = {"none": None, **FORMS, "listenfd-granian.pth (shipped)": PTH}
+    forms = {"none": None, **FORMS, "listenfd-servers.pth (shipped)": PTH}
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, text) in enumerate(forms.items()):
@@ -202,9 +207,12 @@ def main() -> None:
             order = list(zip(runs, envs, strict=True))
             for sink, python in order[i % len(order) :] + order[: i % len(order)]:
                 sink.append(time_once(python))
-        # The probe's command line names granian (in the attribute it looks
-        # for), so the .pth line loads the hook where it is installed.
-        probe = "import sys; print(any(getattr(f, 'listenfd_granian', 0) for f in sys.meta_path))"
+        # The probe's command line names granian (in a comment), so the .pth
+        # line loads the hook where it is installed.
+        probe = (
+            "import sys  # granian\n"
+            "print(any(getattr(f, 'listenfd_hook', 0) for f in sys.meta_path))"
+        )
         installed = [
             subprocess.run([str(p), "-c", probe], capture_output=True, text=True).stdout.strip()
             for p in (without, with_hook)
@@ -228,7 +236,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|")
     labels = [
-        "listenfd-granian.pth",
+        "listenfd-servers.pth",
         "for scale: an empty .pth file",
         "for scale: a .pth with just `import sys`",
     ]
@@ -247,10 +255,8 @@ def main() -> None:
             f"instructions (valgrind callgrind, repeatable): {ia:,} without, {ib:,} with: "
             f"{ib - ia:+,} ({(ib - ia) / ia:+.2%})"
         )
-    print(f"running the .pth line in a non-granian interpreter (timeit): {line_us:.1f} µs")
-    print(
-        f"in a granian process, importing the hook module cold (median of 21): {module_us:.0f} µs"
-    )
+    print(f"the .pth line where no server runs (timeit): {line_us:.1f} µs")
+    print(f"in a server process, importing the hook module cold (median of 21): {module_us:.0f} µs")
 
 
 if __name__ == "__main__":

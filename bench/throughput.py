@@ -1,12 +1,14 @@
-"""Requests/s of Granian serving on an inherited socket vs. binding its own.
+"""Requests/s of each server on an inherited socket vs. binding its own.
 
-    python bench/throughput.py [--rounds N] [--seconds S]
+    python bench/throughput.py [--rounds N] [--seconds S] [--servers granian,uvicorn,hypercorn]
 
-Granian 2 workers, ASGI hello world (tests/apps/hello.py), load from `wrk`
-(Debian package) on loopback. A = Granian binds 127.0.0.1:PORT itself (on
-Linux: one SO_REUSEPORT socket per worker); B = `--systemd-socket` on a socket
-passed at fd 3 exactly as systemd passes it (one accept queue shared by the
-workers). Runs alternate A B A B ...; the table shows medians and B / A.
+Granian, uvicorn and hypercorn, 2 workers each, ASGI hello world
+(tests/apps/hello.py), load from `wrk` (Debian package) on loopback. A = the
+server binds 127.0.0.1:PORT itself (Granian on Linux: one SO_REUSEPORT socket
+per worker; uvicorn and hypercorn: one socket their workers share); B =
+`--systemd-socket` on a socket passed at fd 3 exactly as systemd passes it.
+Each round runs A then B of every server, so all ratios come from one run;
+the table shows medians and B / A.
 """
 
 from __future__ import annotations
@@ -24,13 +26,30 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ROOT / "tests" / "apps"
 TRAMPOLINE = ROOT / "tests" / "trampoline.py"
-GRANIAN = str(Path(sys.executable).with_name("granian"))
-ARGS = ["--interface", "asgi", "--workers", "2", "--no-ws", "--log-level", "warning", "hello:asgi"]
+BIN = Path(sys.executable).parent
+QUIET = ["--log-level", "warning"]
+# server -> (its command with --workers 2, how it is told the address)
+SERVERS: dict[str, tuple[list[str], Callable[[int], list[str]]]] = {
+    "granian": (
+        ["granian", "--interface", "asgi", "--workers", "2", "--no-ws", *QUIET, "hello:asgi"],
+        lambda port: ["--port", str(port)],
+    ),
+    "uvicorn": (
+        ["uvicorn", "--workers", "2", "--no-access-log", *QUIET, "hello:asgi"],
+        lambda port: ["--port", str(port)],
+    ),
+    "hypercorn": (
+        ["hypercorn", "--workers", "2", *QUIET, "hello:asgi"],
+        lambda port: ["--bind", f"127.0.0.1:{port}"],
+    ),
+}
+Starter = Callable[[str, int], tuple[subprocess.Popen[bytes], list[socket.socket]]]
 
 
 def free_port() -> int:
@@ -43,7 +62,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"granian exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
             return
@@ -53,30 +72,24 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
 
 
-def start_bound(port: int) -> tuple[subprocess.Popen[bytes], list[socket.socket]]:
+def command(server: str, port: int) -> list[str]:
+    argv, address = SERVERS[server]
+    return [str(BIN / argv[0]), *address(port), *argv[1:]]
+
+
+def start_bound(server: str, port: int) -> tuple[subprocess.Popen[bytes], list[socket.socket]]:
     proc = subprocess.Popen(
-        [GRANIAN, "--port", str(port), *ARGS],
-        cwd=APPS,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        command(server, port), cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     return proc, []
 
 
-def start_inherited(port: int) -> tuple[subprocess.Popen[bytes], list[socket.socket]]:
+def start_inherited(server: str, port: int) -> tuple[subprocess.Popen[bytes], list[socket.socket]]:
     holder = socket.create_server(("127.0.0.1", port), backlog=socket.SOMAXCONN)
     spec = json.dumps({"fds": [holder.fileno()], "env": {"LISTEN_PID": "@PID@", "LISTEN_FDS": "1"}})
+    executable, *rest = command(server, port)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(TRAMPOLINE),
-            spec,
-            GRANIAN,
-            "--systemd-socket",
-            "--port",
-            str(port),
-            *ARGS,
-        ],
+        [sys.executable, str(TRAMPOLINE), spec, executable, "--systemd-socket", *rest],
         cwd=APPS,
         pass_fds=[holder.fileno()],
         stdout=subprocess.DEVNULL,
@@ -85,9 +98,9 @@ def start_inherited(port: int) -> tuple[subprocess.Popen[bytes], list[socket.soc
     return proc, [holder]
 
 
-def measure(start, seconds: int, connections: int) -> float:  # type: ignore[no-untyped-def]
+def measure(start: Starter, server: str, seconds: int, connections: int) -> float:
     port = free_port()
-    proc, keep = start(port)
+    proc, keep = start(server, port)
     try:
         wait_ready(port, proc)
         out = subprocess.run(
@@ -121,27 +134,37 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--servers", default=",".join(SERVERS))
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    bound, inherited = [], []
+    servers = args.servers.split(",")
+    if unknown := set(servers) - set(SERVERS):
+        raise SystemExit(f"unknown servers {sorted(unknown)}: choose among {', '.join(SERVERS)}")
+    bound: dict[str, list[float]] = {s: [] for s in servers}
+    inherited: dict[str, list[float]] = {s: [] for s in servers}
     for _ in range(args.rounds):
-        bound.append(measure(start_bound, args.seconds, args.connections))
-        inherited.append(measure(start_inherited, args.seconds, args.connections))
-    a, b = statistics.median(bound), statistics.median(inherited)
+        for server in servers:
+            bound[server].append(measure(start_bound, server, args.seconds, args.connections))
+            inherited[server].append(
+                measure(start_inherited, server, args.seconds, args.connections)
+            )
     print(
         f"# bench/throughput.py on {platform.machine()}, {os.cpu_count()} cpus, "
         f"Python {platform.python_version()}; wrk -t1 -c{args.connections} -d{args.seconds}s, "
-        f"{args.rounds} rounds A B A B ..."
+        f"{args.rounds} rounds of A B per server"
     )
     print()
-    print("| Granian, 2 workers, ASGI hello | requests/s (median) | runs |")
-    print("|---|---:|---|")
-    runs_a = ", ".join(f"{x:,.0f}" for x in bound)
-    runs_b = ", ".join(f"{x:,.0f}" for x in inherited)
-    print(f"| A: binds its own socket | {a:,.0f} | {runs_a} |")
-    print(f"| B: `--systemd-socket`, inherited | {b:,.0f} | {runs_b} |")
-    print(f"| ratio B / A | {b / a:.3f} | |")
+    print(
+        "| 2 workers, ASGI hello | A: binds its own | B: `--systemd-socket` | B / A | runs A; B |"
+    )
+    print("|---|---:|---:|---:|---|")
+    for server in servers:
+        a, b = statistics.median(bound[server]), statistics.median(inherited[server])
+        runs = "; ".join(
+            ", ".join(f"{x:,.0f}" for x in r) for r in (bound[server], inherited[server])
+        )
+        print(f"| {server} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | {runs} |")
 
 
 if __name__ == "__main__":

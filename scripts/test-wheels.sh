@@ -20,14 +20,18 @@ fi
 wheel=$(ls dist/*.whl)
 sdist=$(ls dist/*.tar.gz)
 # Tests that run against an installed package, quickly: the protocol, the API,
-# notify, the helpers, the CLI, the launcher, the production mode, Granian's
-# hook (help, the options, serving, READY=1), the user-style example.
+# notify, the helpers, the CLI, the launcher, the production mode, the hook
+# of Granian, uvicorn and Hypercorn (help, the options, serving, READY=1), the
+# user-style example.
 tests=(
     tests/test_activation.py tests/test_api.py tests/test_notify.py tests/test_testing.py
     tests/test_inspect_cli.py tests/test_production.py tests/test_mistakes.py examples
     "tests/test_granian.py::test_help_lists_the_options_and_the_kill_switch_removes_them"
     "tests/test_granian.py::test_under_systemd_socket_activate"
     "tests/test_granian.py::test_granian_notifies_ready_reloading_stopping"
+    "tests/test_uvicorn_hypercorn.py::test_help_lists_the_options_and_the_kill_switch_removes_them"
+    "tests/test_uvicorn_hypercorn.py::test_under_systemd_socket_activate"
+    "tests/test_uvicorn_hypercorn.py::test_ready_reloading_stopping_from_the_main_process"
     "tests/test_launcher.py::test_child_sees_exactly_what_systemd_gives"
     "tests/test_launcher.py::test_readme_dev_server"
 )
@@ -41,8 +45,10 @@ check() {  # check LABEL PYTHON PACKAGE
     "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
     (cd /tmp && PATH="$venv/bin:$no_rust_path" \
-        "$venv/bin/python" -m pip install -q "$package[granian]" --group "$root/pyproject.toml:test")
-    "$venv/bin/granian" --help | grep -q -- --systemd-socket
+        "$venv/bin/python" -m pip install -q "$package[granian,uvicorn,hypercorn]" --group "$root/pyproject.toml:test")
+    for server in granian uvicorn hypercorn; do
+        "$venv/bin/$server" --help | grep -q -- --systemd-socket
+    done
     "$venv/bin/listenfd" --version
     PATH="$venv/bin:$no_rust_path" "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}"
     rm -rf "$venv"
@@ -62,7 +68,9 @@ venv=$(mktemp -d /tmp/listenfd-sdist-venv-XXXXXX)
 printf '\n== sdist: built from %s\n' "$unpacked"
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-(cd "$clean" && "$venv/bin/python" -m pip install -q "$clean/$(basename "$sdist")[granian]" --group "$root/pyproject.toml:test")
-"$venv/bin/granian" --help | grep -q -- --systemd-socket
+(cd "$clean" && "$venv/bin/python" -m pip install -q "$clean/$(basename "$sdist")[granian,uvicorn,hypercorn]" --group "$root/pyproject.toml:test")
+for server in granian uvicorn hypercorn; do
+    "$venv/bin/$server" --help | grep -q -- --systemd-socket
+done
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}"
 rm -rf "$venv" "$clean"

@@ -55,3 +55,17 @@ def test_the_api_reference_covers_every_public_name() -> None:
 def test_relative_links_resolve(doc: Path) -> None:
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
         assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_the_extras_install_the_releases_each_server_module_supports() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    from listenfd.granian._internals import SUPPORTED_GRANIAN
+    from listenfd.hypercorn._internals import SUPPORTED_HYPERCORN
+    from listenfd.uvicorn._internals import SUPPORTED_UVICORN
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"] == {
+        "granian": [f"granian{SUPPORTED_GRANIAN}"],
+        "uvicorn": [f"uvicorn{SUPPORTED_UVICORN}"],
+        "hypercorn": [f"hypercorn{SUPPORTED_HYPERCORN}"],
+    }

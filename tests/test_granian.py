@@ -57,7 +57,7 @@ def test_help_lists_the_options_and_the_kill_switch_removes_them() -> None:
     assert "--systemd-socket " in help_text
     assert "--systemd-socket-name NAME" in help_text
     assert "GRANIAN_SYSTEMD_SOCKET" in help_text
-    off = run_granian_cli("--help", env={**python_env(), "LISTENFD_NO_GRANIAN_HOOK": "1"})
+    off = run_granian_cli("--help", env={**python_env(), "LISTENFD_NO_HOOK": "1"})
     assert off.returncode == 0
     assert "--systemd-socket" not in off.stdout
 
@@ -67,7 +67,7 @@ def test_python_m_listenfd_granian_has_the_same_cli() -> None:
         [sys.executable, "-m", "listenfd.granian", "--help"],
         capture_output=True,
         text=True,
-        env={**python_env(), "LISTENFD_NO_GRANIAN_HOOK": "1"},
+        env={**python_env(), "LISTENFD_NO_HOOK": "1"},
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

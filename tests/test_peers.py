@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from granian_helpers import get, start_activated, stop, tcp_listener, wait_http
+from granian_helpers import get, start_activated, start_server, stop, tcp_listener, wait_http
 
 BIN = Path(sys.executable).parent
 
@@ -83,3 +83,18 @@ def test_fd_number_servers_take_the_fd_without_checking_or_cleaning_up(
     finally:
         stop(proc)
         sock.close()
+
+
+def test_uvicorn_removes_its_uds_path_at_exit(tmp_path: Path) -> None:
+    """Why --systemd-socket keeps it: on a path systemd created, this would
+    leave the socket unit listening on a file nobody can reach. (With
+    --workers, or on Ctrl-C; a single process stopped by SIGTERM re-raises
+    the signal and dies before its clean-up.)"""
+    pytest.importorskip("uvicorn")
+    path = str(tmp_path / "app.sock")
+    proc = start_server([str(BIN / "uvicorn"), "--workers", "2", "--uds", path, "hello:asgi"])
+    try:
+        assert wait_http(path, proc).startswith("hello from pid ")
+    finally:
+        stop(proc)
+    assert not Path(path).exists()

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from listenfd._bind import Address, choose, describe_address, matches
 from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd_explained
@@ -29,6 +30,31 @@ CONNECTION = "connection"
 class Logger(Protocol):
     def info(self, msg: str) -> object: ...
     def warning(self, msg: str) -> object: ...
+
+
+class StderrLog:
+    """Messages before a server has set up its logging, in its format:
+    `prefixes` maps a level to what starts the line (Granian's and
+    hypercorn's ``[INFO] ``, uvicorn's ``INFO:     ``)."""
+
+    BRACKETS: ClassVar[dict[str, str]] = {
+        level: f"[{level}] " for level in ("INFO", "WARNING", "ERROR")
+    }
+
+    def __init__(self, prefixes: dict[str, str] | None = None) -> None:
+        self.prefixes = prefixes or self.BRACKETS
+
+    def _write(self, level: str, msg: str) -> None:
+        print(f"{self.prefixes[level]}{msg}", file=sys.stderr, flush=True)
+
+    def info(self, msg: str) -> None:
+        self._write("INFO", msg)
+
+    def warning(self, msg: str) -> None:
+        self._write("WARNING", msg)
+
+    def error(self, msg: str) -> None:
+        self._write("ERROR", msg)
 
 
 class Unservable(Exception):

@@ -74,18 +74,22 @@ class AppTree:
         site = self.venv / "lib" / PY / "site-packages"
         test_site = TEST_VENV / "lib" / PY / "site-packages"
         # addsitedir (not a plain path line) so that the test venv's own .pth
-        # files run too: listenfd-granian.pth puts --systemd-socket into granian.
+        # files run too: listenfd-servers.pth puts --systemd-socket into the servers.
         (site / "zz-listenfd-e2e-test-venv.pth").write_text(
             f"import site; site.addsitedir({str(test_site)!r})\n"
         )
         # The console scripts pip would write into the service's venv.
         for name, call in [
             ("granian", "from granian.cli import entrypoint as main"),
+            ("uvicorn", "from uvicorn.main import main"),
+            ("hypercorn", "from hypercorn.__main__ import main"),
             ("listenfd", "from listenfd.cli import main"),
         ]:
             script = self.venv / "bin" / name
             script.write_text(
-                f"#!{APP_DIR}/.venv/bin/python3\nimport sys\n{call}\nsys.exit(main())\n"
+                f"#!{APP_DIR}/.venv/bin/python3\nimport sys\n{call}\n"
+                # as pip writes it: a spawned worker (uvicorn's) runs this file again
+                'if __name__ == "__main__":\n    sys.exit(main())\n'
             )
             script.chmod(0o755)
         self.install_greeting("1.0")

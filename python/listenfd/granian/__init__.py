@@ -8,7 +8,7 @@ traceback.
 
 Three ways in:
 
-- ``granian --systemd-socket ...``: the ``listenfd-granian.pth`` hook adds the
+- ``granian --systemd-socket ...``: the ``listenfd-servers.pth`` hook adds the
   options to Granian's own CLI when ``granian.cli`` is imported;
 - ``python -m listenfd.granian ...``: the same CLI, patched explicitly;
 - ``from listenfd.granian import Granian``: Granian's server class with

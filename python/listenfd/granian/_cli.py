@@ -10,19 +10,9 @@ from typing import Any
 import click
 from granian.errors import FatalError
 
-from listenfd._serving import forgotten_flag
+from listenfd._serving import StderrLog, forgotten_flag
 from listenfd.granian._internals import GranianIncompatible, check_granian
 from listenfd.granian._server import Granian
-
-
-class _Stderr:
-    """Messages before Granian has set up its logging, in its format."""
-
-    def info(self, msg: str) -> None:
-        click.echo(f"[INFO] {msg}", err=True)
-
-    def warning(self, msg: str) -> None:
-        click.echo(f"[WARNING] {msg}", err=True)
 
 
 def patch_cli(cli_module: Any) -> None:
@@ -91,7 +81,7 @@ def patch_cli(cli_module: Any) -> None:
                 systemd_address_given=given,
             )
         else:
-            forgotten_flag("--systemd-socket", _Stderr())
+            forgotten_flag("--systemd-socket", StderrLog())
         try:
             return original(*args, **kwargs)
         except FatalError:

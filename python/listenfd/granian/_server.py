@@ -11,11 +11,11 @@ from granian.errors import FatalError
 from granian.log import logger as _granian_logger
 from granian.server import Server as _GranianServer
 
+from listenfd import _control as control
 from listenfd import notify
 from listenfd._bind import Address, describe_address
 from listenfd._listenfd import DEFAULT_DEFER_ACCEPT_SECS, InheritedSocket, bind_fresh
 from listenfd._serving import Unservable, Wanted, take
-from listenfd.granian import _control as control
 from listenfd.granian import _mainloop as mainloop
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
 from listenfd.granian._readiness import Readiness, guard_forked_workers
@@ -77,9 +77,25 @@ class SystemdSocketMixin:
         guard_forked_workers()
         self._listenfd_readiness = Readiness(self)
         self.on_reload(self._listenfd_readiness.reloading)
-        control.serve(self, self._listenfd_readiness, _granian_logger)
+        self._listenfd_readiness.not_for_workers = control.serve(
+            "Granian", self._listenfd_reload, _granian_logger
+        )
         if watchdog is not None:
             mainloop.Watchdog(main_loop, watchdog).start()
+
+    def _listenfd_reload(self) -> str:
+        """`listenfd reload`: what SIGHUP does (Granian's own handler), then
+        wait until the new workers serve and the old ones have stopped."""
+        readiness = self._listenfd_readiness
+        assert readiness is not None
+        with readiness.lock:
+            before = readiness.generation
+        self.signal_handler_reload()  # type: ignore[attr-defined]
+        readiness.wait_ready_after(before)
+        return (
+            f"Granian pid {os.getpid()}: {self.workers} new worker(s) serve; the old ones "
+            "have stopped"
+        )
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
         notify.stopping()

@@ -1,7 +1,8 @@
-"""``listenfd reload PID`` for a Granian started with ``--systemd-socket``:
-Granian's main process answers on its control socket (the protocol of
+"""``listenfd reload PID`` for a server started with ``--systemd-socket``:
+its main process answers on its control socket (the protocol of
 ``listenfd._listenfd.reload``). A request does what SIGHUP does, and the
-answer comes when the new workers serve and the old ones have stopped."""
+answer comes when the new workers serve and the old ones have stopped, or
+says why the reload failed (the old workers then keep serving)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,24 @@ import functools
 import os
 import socket
 import struct
-from typing import Any
+from collections.abc import Callable
 
 from listenfd._listenfd import control_socket_name
-from listenfd._serving import start_helper_thread
-from listenfd.granian._readiness import Readiness
+from listenfd._serving import Logger, start_helper_thread
 
 _UCRED = struct.Struct("iII")
 
 
-def serve(server: Any, readiness: Readiness, log: Any) -> None:
-    """Listen on this process's control socket, if nobody holds it."""
+class ReloadFailed(Exception):
+    """The reload did not complete; the message says why."""
+
+
+def serve(server: str, reload: Callable[[], str], log: Logger) -> tuple[int, int] | None:
+    """Listen on this process's control socket, if nobody holds it; each
+    request runs `reload` (which blocks until the new version serves and
+    returns what to tell, or raises `ReloadFailed`); `server` names it in
+    refusals ("Granian"). Returns the listener's
+    (fd, inode), which forked workers must close, or None."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(b"\0" + control_socket_name(os.getpid()).encode())
@@ -28,18 +36,18 @@ def serve(server: Any, readiness: Readiness, log: Any) -> None:
     except OSError as exc:
         listener.close()
         log.warning(f"listenfd reload cannot reach this process: its control socket: {exc}")
-        return
-    readiness.not_for_workers = (listener.fileno(), os.fstat(listener.fileno()).st_ino)
+        return None
 
     def accept_loop() -> None:
         while True:
             conn, _ = listener.accept()
-            start_helper_thread(functools.partial(_answer, conn, server, readiness), "reload")
+            start_helper_thread(functools.partial(_answer, conn, server, reload), "listenfd-reload")
 
     start_helper_thread(accept_loop, "listenfd-control")
+    return listener.fileno(), os.fstat(listener.fileno()).st_ino
 
 
-def _answer(conn: socket.socket, server: Any, readiness: Readiness) -> None:
+def _answer(conn: socket.socket, server: str, reload: Callable[[], str]) -> None:
     with conn, contextlib.suppress(OSError):
         _, uid, _ = _UCRED.unpack(
             conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
@@ -50,19 +58,15 @@ def _answer(conn: socket.socket, server: Any, readiness: Readiness) -> None:
         request = conn.makefile("rb").readline().decode(errors="replace").strip()
         own = os.geteuid()
         if uid not in (own, 0):
-            why = f"permission denied: uid {uid} may not reload a Granian of uid {own}"
+            why = f"permission denied: uid {uid} may not reload a {server} of uid {own}"
             conn.sendall(f"FAILED {why}\n".encode())
             return
         if request != "RELOAD":
             conn.sendall(f"FAILED unknown request {request!r}\n".encode())
             return
-        with readiness.lock:
-            before = readiness.generation
-        # What SIGHUP does (Granian's own handler): respawn the workers.
-        server.signal_handler_reload()
-        readiness.wait_ready_after(before)
         conn.settimeout(None)
-        conn.sendall(
-            f"OK Granian pid {os.getpid()}: {server.workers} new worker(s) serve; the old "
-            f"ones have stopped\n".encode()
-        )
+        try:
+            answer = f"OK {reload()}"
+        except ReloadFailed as exc:
+            answer = f"FAILED {exc}"
+        conn.sendall(f"{answer}\n".encode())

@@ -1,0 +1,76 @@
+"""What listenfd relies on inside hypercorn, each name with its purpose, and
+the check that they are all there (a hypercorn without them gets a clear
+error naming its version, not a traceback)."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
+SUPPORTED_HYPERCORN = ">=0.18,<0.19"
+
+# name -> what listenfd relies on it for. Checked by `check_hypercorn()`.
+_REQUIRED_INTERNALS: dict[str, str] = {
+    # hypercorn.__main__.main() builds an argparse parser from the module's
+    # `argparse` and ends with the module-global `run(config)`.
+    "hypercorn.__main__.main": "the command line the options are added to",
+    "hypercorn.__main__.argparse": "where main() gets ArgumentParser (ours adds the options)",
+    "hypercorn.__main__.run": "what main() calls with the configuration",
+    # hypercorn.run.run(): config.create_sockets() once in the main process,
+    # the sockets pickled into every worker; SIGHUP/SIGTERM handlers set with
+    # the module's `signal.signal`; the worker function imported at call time.
+    "hypercorn.run.run": "starts the workers on config.create_sockets()",
+    "hypercorn.run.signal": "how run() sets its SIGHUP/SIGTERM handlers",
+    "hypercorn.config.Config.create_sockets": "the sockets the workers serve",
+    "hypercorn.config.Config.bind": "--bind, the address to choose by",
+    "hypercorn.config.Config.ssl_enabled": "whether the socket is a secure one",
+    "hypercorn.asyncio.run.asyncio_worker": "the asyncio worker (run in each worker process)",
+    # worker_serve() makes its servers with the module's asyncio.start_server:
+    # a worker of ours keeps them, to stop accepting before hypercorn closes
+    # the connections that have no request yet.
+    "hypercorn.asyncio.run.asyncio": "where worker_serve() gets start_server",
+    "hypercorn.asyncio.run.uvloop_worker": "the uvloop worker",
+    # check_multiprocess_shutdown_event(): the worker's shutdown trigger, first
+    # polled once every listener serves: the moment a worker reports ready.
+    "hypercorn.utils.check_multiprocess_shutdown_event": "first polled when the worker serves",
+}
+
+
+class HypercornIncompatible(RuntimeError):
+    """This hypercorn lacks an internal listenfd relies on."""
+
+
+def hypercorn_version() -> str:
+    try:
+        return version("hypercorn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_hypercorn() -> None:
+    """Raise `HypercornIncompatible`, naming the hypercorn version and the
+    missing names, unless every internal listenfd relies on is there."""
+    missing = []
+    for dotted, purpose in _REQUIRED_INTERNALS.items():
+        parts = dotted.split(".")
+        found = False
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                obj: object = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            found = True
+            for attr in parts[cut:]:
+                if not hasattr(obj, attr):
+                    found = False
+                    break
+                obj = getattr(obj, attr)
+            break
+        if not found:
+            missing.append(f"{dotted} ({purpose})")
+    if missing:
+        raise HypercornIncompatible(
+            f"listenfd's --systemd-socket does not support hypercorn {hypercorn_version()} "
+            f"(supported: {SUPPORTED_HYPERCORN}): missing {'; '.join(missing)}. "
+            f"Run without --systemd-socket, or install a supported hypercorn."
+        )

@@ -1,0 +1,276 @@
+"""hypercorn's configuration and workers, able to serve on a socket passed by
+systemd.
+
+`serve()` runs ``hypercorn.run.run(config)`` with the configuration's class
+swapped for `SystemdConfig`, whose ``create_sockets()`` hands out the chosen
+socket in place of the ``--bind`` ones; every worker (a new interpreter,
+spawned) gets it pickled, as it gets hypercorn's own sockets. The worker
+functions are wrapped so that each worker reports once it serves, and the
+main process's signal handlers so that SIGHUP sends RELOADING=1 and SIGTERM
+or SIGINT STOPPING=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hypercorn.config import Config, Sockets
+
+from listenfd import _control as control
+from listenfd._bind import Address, describe_address
+from listenfd._serving import StderrLog, Unservable, Wanted, take
+from listenfd._workers import Reporter, WorkerReadiness
+
+_log = StderrLog()
+
+
+@dataclass
+class _Choice:
+    sock: socket.socket
+    address: str
+    source: str
+
+
+# Main process only.
+_choice: _Choice | None = None
+_readiness: WorkerReadiness | None = None
+
+
+class SystemdConfig(Config):
+    """hypercorn's Config, with the chosen socket in place of ``--bind``."""
+
+    listenfd_report: Reporter | None = None
+    listenfd_main_pid = 0
+
+    def create_sockets(self) -> Sockets:
+        if _choice is None or os.getpid() != self.listenfd_main_pid:
+            return super().create_sockets()
+        binds = self.bind
+        self.bind = []  # the chosen socket replaces them; the other binds stay
+        try:
+            sockets = super().create_sockets()
+        finally:
+            self.bind = binds
+        _choice.sock.setblocking(False)
+        _choice.sock.set_inheritable(True)
+        if self.ssl_enabled:
+            sockets.secure_sockets.insert(0, _choice.sock)
+        else:
+            sockets.insecure_sockets.insert(0, _choice.sock)
+        return sockets
+
+
+def _wanted_address(config: Config) -> Address:
+    """The first --bind, read as hypercorn reads it."""
+    bind = config.bind[0] if config.bind else "127.0.0.1:8000"
+    if bind.startswith("unix:"):
+        return bind[len("unix:") :]
+    if bind.startswith("fd://"):
+        raise Unservable(f"--systemd-socket: --bind {bind} names a socket too: give one of them")
+    host, _, port = bind.replace("[", "").replace("]", "").rpartition(":")
+    if host and port.isdigit():
+        return (host, int(port))
+    return (bind, 8000)
+
+
+def _choose(config: SystemdConfig, name: str | None, address_given: bool) -> None:
+    global _choice
+    try:
+        wanted = Wanted(
+            flag="--systemd-socket",
+            name=name,
+            address=_wanted_address(config),
+            address_flags="--bind",
+            address_given=address_given,
+        )
+        chosen, reason = take(wanted, _log)
+    except Unservable as exc:
+        _log.error(str(exc))
+        sys.exit(1)
+    if chosen is None:
+        _log.info(f"--systemd-socket: {reason}; binding as usual")
+        return
+    backlog = chosen.backlog or config.backlog
+    address = describe_address(chosen.address)
+    _log.info(
+        f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, backlog "
+        f"{backlog}) because {reason}"
+    )
+    # asyncio calls listen() again with the configured backlog: keep the
+    # one the service manager gave the socket (Backlog=).
+    config.backlog = backlog
+    source = f"fd {chosen.fd} {chosen.name!r}, from systemd"
+    _choice = _Choice(socket.socket(fileno=chosen.detach()), address, source)
+
+
+def _reload() -> str:
+    """`listenfd reload`: what SIGHUP does (hypercorn stops its workers and
+    starts new ones), then wait until they serve."""
+    readiness = _readiness
+    assert readiness is not None
+    with readiness.lock:
+        before = readiness.generation
+    os.kill(os.getpid(), signal.SIGHUP)
+    readiness.wait_ready_after(before)
+    return f"hypercorn pid {os.getpid()}: {readiness.workers} new worker(s) serve"
+
+
+class _SignalModule:
+    """``hypercorn.run``'s view of the `signal` module: the handlers it sets
+    for SIGHUP (reload) and SIGTERM/SIGINT (stop) tell the service manager
+    first."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(signal, name)
+
+    @staticmethod
+    def signal(signum: int, handler: Any) -> Any:
+        if callable(handler) and signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            handler = functools.partial(_tell_then, signum, handler)
+        return signal.signal(signum, handler)
+
+
+def _tell_then(signum: int, handler: Callable[..., Any], *args: Any) -> Any:
+    readiness = _readiness
+    if readiness is not None:
+        if signum == signal.SIGHUP:
+            readiness.reloading()
+        else:
+            readiness.stopping()
+    return handler(*args)
+
+
+class _WorkerShutdownEvent:
+    """A worker's shutdown event, as hypercorn polls it (every 0.1 s, from
+    the moment every listener of the worker serves).
+
+    The first poll reports the worker ready. When the main process sets the
+    event, the worker's servers stop accepting at once, and hypercorn hears
+    of it one poll later: hypercorn closes every connection that has no
+    request under way yet, including one accepted in the loop's last turn
+    whose request (there already, with TCP_DEFER_ACCEPT) is not read yet --
+    a failed request at every restart. That poll lets those start their
+    request; the next connections wait in the shared socket's queue for the
+    new workers."""
+
+    def __init__(self, event: Any, report: Reporter | None, servers: list[Any]) -> None:
+        self._event = event
+        self._report = report
+        self._servers = servers
+        self._stopped_accepting = False
+
+    def is_set(self) -> bool:
+        if self._report is not None:
+            report, self._report = self._report, None
+            report()
+        if not self._event.is_set():
+            return False
+        if not self._stopped_accepting and self._servers:
+            self._stopped_accepting = True
+            for server in self._servers:
+                server.close()
+            return False
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._event, name)
+
+
+class _AsyncioView:
+    """``hypercorn.asyncio.run``'s view of `asyncio`, in a worker: the
+    servers ``start_server`` makes are kept, for `_WorkerShutdownEvent`."""
+
+    def __init__(self, servers: list[Any]) -> None:
+        self._servers = servers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def start_server(self, *args: Any, **kwargs: Any) -> Any:
+        server = await asyncio.start_server(*args, **kwargs)
+        self._servers.append(server)
+        return server
+
+
+# The worker functions hypercorn.run.run() imports at call time, by
+# (module, name); ours stand in for them and are found by name in a worker.
+_WORKERS = {
+    "asyncio": ("hypercorn.asyncio.run", "asyncio_worker"),
+    "uvloop": ("hypercorn.asyncio.run", "uvloop_worker"),
+    "trio": ("hypercorn.trio.run", "trio_worker"),
+}
+_originals: dict[str, Callable[..., Any]] = {}
+
+
+def _serve(kind: str, config: Config, sockets: Any, shutdown_event: Any) -> None:
+    module, name = _WORKERS[kind]
+    real = _originals.get(kind) or getattr(importlib.import_module(module), name)
+    report = getattr(config, "listenfd_report", None)
+    if shutdown_event is not None:
+        servers: list[Any] = []
+        if kind in ("asyncio", "uvloop"):
+            import hypercorn.asyncio.run
+
+            hypercorn.asyncio.run.asyncio = _AsyncioView(servers)  # type: ignore[attr-defined,assignment]
+        shutdown_event = _WorkerShutdownEvent(shutdown_event, report, servers)
+    elif report is not None:
+        # -w 0: served in this process, which never polls an event; the
+        # socket listens already, so connections wait for the app.
+        report()
+    real(config=config, sockets=sockets, shutdown_event=shutdown_event)
+
+
+def asyncio_worker(config: Config, sockets: Any = None, shutdown_event: Any = None) -> None:
+    _serve("asyncio", config, sockets, shutdown_event)
+
+
+def uvloop_worker(config: Config, sockets: Any = None, shutdown_event: Any = None) -> None:
+    _serve("uvloop", config, sockets, shutdown_event)
+
+
+def trio_worker(config: Config, sockets: Any = None, shutdown_event: Any = None) -> None:
+    _serve("trio", config, sockets, shutdown_event)
+
+
+def serve(
+    run: Callable[[Config], int], config: Config, name: str | None, address_given: bool
+) -> int:
+    """hypercorn's `run(config)` on a socket passed by systemd: the one named
+    `name`, else the one at ``--bind``, else the only one passed; with none
+    passed, hypercorn binds as usual. `address_given`: ``--bind`` was given
+    (serving another socket then gets a warning)."""
+    global _readiness
+    config.__class__ = SystemdConfig
+    assert isinstance(config, SystemdConfig)
+    config.listenfd_main_pid = os.getpid()
+    _choose(config, name, address_given)
+    workers = max(config.workers, 1)
+
+    def status() -> str:
+        where = f"{_choice.address} ({_choice.source})" if _choice else ", ".join(config.bind)
+        return f"Listening at {where}, {workers} worker(s)"
+
+    _readiness = WorkerReadiness(workers, status)
+    config.listenfd_report = _readiness.reporter
+    control.serve("Hypercorn", _reload, _log)
+    import hypercorn.run
+
+    hypercorn.run.signal = _SignalModule()  # type: ignore[attr-defined,assignment]
+    ours = {"asyncio": asyncio_worker, "uvloop": uvloop_worker, "trio": trio_worker}
+    for kind, (module, attr) in _WORKERS.items():
+        try:
+            target = importlib.import_module(module)
+        except ImportError:  # trio is optional
+            continue
+        _originals.setdefault(kind, getattr(target, attr))
+        setattr(target, attr, ours[kind])
+    return run(config)

@@ -1,0 +1,100 @@
+"""What listenfd relies on inside uvicorn, each name with its purpose, and
+the check that they are all there (a uvicorn without them gets a clear error
+naming its version, not a traceback)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import uvicorn
+
+SUPPORTED_UVICORN = ">=0.55,<0.56"
+
+# name -> what listenfd relies on it for. Checked by `check_uvicorn()`.
+_REQUIRED_INTERNALS: dict[str, str] = {
+    # uvicorn.main: the click command, and the names its run() looks up at
+    # call time to build the configuration, the server and the supervisors;
+    # listenfd puts its subclasses there.
+    "uvicorn.main.main": "the click command the options are added to",
+    "uvicorn.main.Config": "the configuration class run() instantiates",
+    "uvicorn.main.Server": "the server class run() instantiates",
+    "uvicorn.main.Multiprocess": "the --workers N supervisor run() instantiates",
+    "uvicorn.main.ChangeReload": "the --reload supervisor run() instantiates",
+    # Config.bind_socket(): the one socket --workers/--reload pass to every
+    # worker; it returns the inherited one instead. Config.uds: run() unlinks
+    # it at exit, so it must be None when systemd owns the path.
+    "Config.bind_socket": "creates the socket the workers share",
+    "Config.uds": "the unix path uvicorn unlinks at exit",
+    "Config.backlog": "listen() backlog asyncio applies to the socket",
+    # Server.run(sockets=): serves on the sockets given; startup() ends once
+    # the lifespan started and the listeners accept (READY), shutdown() is
+    # the graceful stop (STOPPING).
+    "Server.run": "serves on the sockets given",
+    "Server.startup": "ends when the worker accepts (READY=1)",
+    "Server.shutdown": "the graceful stop (STOPPING=1)",
+    "Server.started": "set by startup() when it succeeded",
+    # Multiprocess: handle_hup() replaces the workers one by one (each new
+    # one ready before its old one stops) and returns when done; processes:
+    # the workers, to tell whether all were replaced.
+    "Multiprocess.handle_hup": "SIGHUP's worker replacement (RELOADING=1, READY=1)",
+    "Multiprocess.handle_term": "SIGTERM (STOPPING=1)",
+    "Multiprocess.handle_int": "SIGINT (STOPPING=1)",
+    "Multiprocess.signal_queue": "how SIGHUP reaches handle_hup(); listenfd reload queues one",
+    "Multiprocess.processes": "the workers, to tell whether SIGHUP replaced them all",
+    # A --workers worker builds Server(config) from this module-global name,
+    # in its own interpreter: a worker of ours points it at our Server.
+    "uvicorn.supervisors.multiprocess.Server": "the server class each worker builds",
+    # BaseReload (--reload): restart() stops the worker and starts a new one.
+    "BaseReload.restart": "a --reload restart (RELOADING=1)",
+    "BaseReload.shutdown": "the reloader's stop (STOPPING=1)",
+}
+
+
+def main_module() -> Any:
+    """The module ``uvicorn.main`` (``uvicorn.main`` as an attribute is the
+    function of that name: ``uvicorn/__init__.py`` imports it over the module)."""
+    return importlib.import_module("uvicorn.main")
+
+
+class UvicornIncompatible(RuntimeError):
+    """This uvicorn lacks an internal listenfd relies on."""
+
+
+def check_uvicorn() -> None:
+    """Raise `UvicornIncompatible`, naming the uvicorn version and the
+    missing names, unless every internal listenfd relies on is there."""
+    import uvicorn.supervisors.multiprocess as multiprocess
+    from uvicorn.config import Config
+    from uvicorn.server import Server
+    from uvicorn.supervisors.basereload import BaseReload
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    roots: dict[str, object] = {
+        "uvicorn.main": main_module(),
+        "uvicorn.supervisors.multiprocess": multiprocess,
+        "Config": Config,
+        "Server": Server,
+        "Multiprocess": Multiprocess,
+        "BaseReload": BaseReload,
+    }
+    # Instance attributes, set in __init__: read from the source's names.
+    instance = {
+        "Config.uds": "uds" in Config.__init__.__code__.co_varnames,
+        "Config.backlog": "backlog" in Config.__init__.__code__.co_varnames,
+        "Server.started": "started" in Server.__init__.__code__.co_names,
+        "Multiprocess.signal_queue": "signal_queue" in Multiprocess.__init__.__code__.co_names,
+        "Multiprocess.processes": "processes" in Multiprocess.__init__.__code__.co_names,
+    }
+    missing = []
+    for dotted, purpose in _REQUIRED_INTERNALS.items():
+        root, _, attr = dotted.rpartition(".")
+        present = instance.get(dotted, hasattr(roots[root], attr))
+        if not present:
+            missing.append(f"{dotted} ({purpose})")
+    if missing:
+        raise UvicornIncompatible(
+            f"listenfd's --systemd-socket does not support uvicorn {uvicorn.__version__} "
+            f"(supported: {SUPPORTED_UVICORN}): missing {'; '.join(missing)}. "
+            f"Run without --systemd-socket, or install a supported uvicorn."
+        )

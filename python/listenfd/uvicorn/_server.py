@@ -1,0 +1,280 @@
+"""uvicorn's configuration, server and supervisors, able to serve on a socket
+passed by systemd.
+
+`prepare()` puts the subclasses below where ``uvicorn.main.run()`` looks
+them up. In the main process `SystemdConfig` chooses the socket (once
+uvicorn's logging is set up) and hands it out where uvicorn would bind one:
+to the single server, or to every worker of ``--workers N`` and ``--reload``
+(which get it pickled, as they get uvicorn's own socket). Workers are new
+interpreters (spawn): the subclasses travel with them by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import Server
+from uvicorn.supervisors.basereload import BaseReload
+from uvicorn.supervisors.multiprocess import Multiprocess
+
+from listenfd import _control as control
+from listenfd import notify
+from listenfd._bind import describe_address
+from listenfd._serving import Unservable, Wanted, take
+from listenfd._workers import Reporter, WorkerReadiness
+from listenfd.uvicorn._internals import main_module
+
+_logger = logging.getLogger("uvicorn.error")
+
+# Seconds between "stop accepting" and "close idle connections" at shutdown.
+DRAIN_ACCEPTED = 0.1
+
+
+@dataclass
+class _Settings:
+    name: str | None
+    address_given: bool
+
+
+@dataclass
+class _Choice:
+    sock: socket.socket
+    url: str
+    """With the scheme, as uvicorn shows addresses (``http://…``, ``unix:…``)."""
+    address: str
+    source: str
+
+
+# Main process only: what prepare() was told, and what SystemdConfig chose.
+_settings: _Settings | None = None
+_choice: _Choice | None = None
+_readiness: WorkerReadiness | None = None
+
+
+class SystemdConfig(Config):
+    """uvicorn's Config; in the main process it takes the socket to serve."""
+
+    listenfd_report: Reporter | None = None
+    listenfd_main_pid = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        global _readiness
+        settings = _settings
+        if settings is None or _readiness is not None:
+            return
+        self.listenfd_main_pid = os.getpid()
+        _choose(self, settings)
+        workers = 1 if self.should_reload else self.workers
+        _readiness = WorkerReadiness(workers, _status_of(self, workers))
+        self.listenfd_report = _readiness.reporter
+        control.serve("Uvicorn", lambda: _reload(self), _logger)
+
+    def bind_socket(self) -> socket.socket:
+        if _choice is None or os.getpid() != self.listenfd_main_pid:
+            return super().bind_socket()
+        _logger.info(f"Uvicorn running on {_choice.url} ({_choice.source}) (Press CTRL+C to quit)")
+        _choice.sock.set_inheritable(True)
+        return _choice.sock
+
+    def in_main_process(self) -> bool:
+        return os.getpid() == self.listenfd_main_pid
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled in a worker that uvicorn spawned: its Multiprocess worker
+        # builds `Server(config)` from the module's global name, looked up in
+        # this new interpreter, so the global is pointed at ours here.
+        self.__dict__.update(state)
+        import uvicorn.supervisors.multiprocess as multiprocess
+
+        multiprocess.Server = SystemdServer  # type: ignore[attr-defined]
+
+
+def _choose(config: Config, settings: _Settings) -> None:
+    global _choice
+    if config.fd is not None:
+        _fail("--systemd-socket: --fd names a socket too: give one of them")
+    wanted = Wanted(
+        flag="--systemd-socket",
+        name=settings.name,
+        address=config.uds if config.uds else (config.host, config.port),
+        address_flags="--uds" if config.uds else "--host/--port",
+        address_given=settings.address_given,
+    )
+    try:
+        chosen, reason = take(wanted, _logger)
+    except Unservable as exc:
+        _fail(str(exc))
+    if chosen is None:
+        _logger.info(f"--systemd-socket: {reason}; binding as usual")
+        return
+    backlog = chosen.backlog or config.backlog
+    address = describe_address(chosen.address)
+    is_unix = chosen.family == socket.AF_UNIX
+    source = f"fd {chosen.fd} {chosen.name!r}, from systemd"
+    _logger.info(
+        f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, backlog "
+        f"{backlog}) because {reason}"
+    )
+    # asyncio calls listen() again with the configured backlog: keep the
+    # one the service manager gave the socket (Backlog=).
+    config.backlog = backlog
+    # systemd owns the path: uvicorn.main.run() unlinks config.uds at exit.
+    config.uds = None
+    scheme = "unix:" if is_unix else ("https://" if config.is_ssl else "http://")
+    sock = socket.socket(fileno=chosen.detach())
+    _choice = _Choice(sock, f"{scheme}{address}", address, source)
+
+
+def _fail(message: str) -> Any:
+    _logger.error(message)
+    sys.exit(1)
+
+
+def _status_of(config: Config, workers: int) -> Any:
+    def status() -> str:
+        where = (
+            f"{_choice.address} ({_choice.source})"
+            if _choice
+            else config.uds or f"{config.host}:{config.port}"
+        )
+        return f"Listening at {where}, {workers} worker(s)"
+
+    return status
+
+
+def _reload(config: Config) -> str:
+    """`listenfd reload`: what SIGHUP does with --workers, then wait."""
+    readiness = _readiness
+    assert readiness is not None
+    if config.should_reload:
+        raise control.ReloadFailed(
+            "uvicorn --reload restarts on file changes only; run it with --workers N "
+            "(which reloads on SIGHUP) to reload on request"
+        )
+    if not isinstance(_supervisor, SystemdMultiprocess):
+        raise control.ReloadFailed(
+            "uvicorn runs as a single process here (no --workers N, N >= 2), and that has "
+            "no reload: start it with --workers 2 or more (the workers are replaced on "
+            "reload), or under `listenfd run`, which restarts it beside the old one"
+        )
+    with readiness.lock:
+        before = readiness.generation
+    os.kill(os.getpid(), signal.SIGHUP)  # queued; the supervisor's loop takes it
+    readiness.wait_ready_after(before)
+    return (
+        f"uvicorn pid {os.getpid()}: {config.workers} new worker(s) serve; the old ones have "
+        "stopped"
+    )
+
+
+class SystemdServer(Server):
+    """uvicorn's Server: serves on the chosen socket, reports once it accepts."""
+
+    config: SystemdConfig
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None and _choice is not None and self.config.in_main_process():
+            sockets = [self.config.bind_socket()]
+        return super().run(sockets=sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        report = self.config.listenfd_report
+        if self.started and report is not None:
+            report()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.in_main_process():
+            notify.stopping()
+        # uvicorn closes every connection that has no request under way yet,
+        # including one accepted in the loop's last turn whose request (there
+        # already, with TCP_DEFER_ACCEPT) is not read yet: a failed request
+        # at every restart. Stop accepting first, and give those a moment to
+        # start their request; the next connections wait in the shared
+        # socket's queue for the new server.
+        for server in getattr(self, "servers", []):
+            server.close()
+        await asyncio.sleep(DRAIN_ACCEPTED)
+        await super().shutdown(sockets=sockets)
+
+
+_supervisor: object | None = None
+
+
+class SystemdMultiprocess(Multiprocess):
+    """``--workers N``: RELOADING=1 and READY=1 around SIGHUP's worker
+    replacement, STOPPING=1 on SIGTERM and SIGINT."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        global _supervisor
+        super().__init__(*args, **kwargs)
+        _supervisor = self
+
+    def handle_hup(self) -> None:
+        readiness = _readiness
+        if readiness is None:
+            return super().handle_hup()
+        old = {p.pid for p in self.processes}
+        readiness.reloading(hold=True)
+        super().handle_hup()
+        kept = old & {p.pid for p in self.processes}
+        if kept:
+            readiness.released(
+                f"a new worker was not ready within --timeout-worker-healthcheck "
+                f"({self.config.timeout_worker_healthcheck} s), so uvicorn kept "
+                f"{len(kept)} old worker(s) serving"
+            )
+        else:
+            readiness.released()
+
+    def handle_term(self) -> None:
+        notify.stopping()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        notify.stopping()
+        super().handle_int()
+
+
+def _reload_supervisor(base: type[BaseReload]) -> type[BaseReload]:
+    """``--reload``'s supervisor (watchfiles or stat polling, whichever
+    uvicorn picked), with RELOADING=1 at each restart and STOPPING=1."""
+
+    class SystemdChangeReload(base):  # type: ignore[valid-type,misc]
+        def restart(self) -> None:
+            if _readiness is not None:
+                _readiness.reloading()
+            super().restart()
+
+        def shutdown(self) -> None:
+            notify.stopping()
+            super().shutdown()
+
+    SystemdChangeReload.__qualname__ = f"SystemdChangeReload[{base.__name__}]"
+    return SystemdChangeReload
+
+
+def prepare(name: str | None, address_given: bool) -> None:
+    """Make ``uvicorn.main.run()`` serve on a socket passed by systemd:
+    chosen by `name`, else by the address (--host/--port, --uds), else the
+    only one passed; with none passed, uvicorn binds as usual.
+    `address_given`: the address was given, not uvicorn's default (serving
+    another socket then gets a warning)."""
+    global _settings
+    _settings = _Settings(name, address_given)
+    main = main_module()
+    main.Config = SystemdConfig
+    main.Server = SystemdServer
+    main.Multiprocess = SystemdMultiprocess
+    if not getattr(main.ChangeReload, "listenfd", False):
+        main.ChangeReload = _reload_supervisor(main.ChangeReload)
+        main.ChangeReload.listenfd = True
