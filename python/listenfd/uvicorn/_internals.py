@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-SUPPORTED_UVICORN = ">=0.55,<0.56"
+SUPPORTED_UVICORN = ">=0.54,<0.56"
 
 # name -> what listenfd relies on it for. Checked by `check_uvicorn()`.
 _REQUIRED_INTERNALS: dict[str, str] = {
