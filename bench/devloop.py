@@ -1,0 +1,183 @@
+"""The dev loop: from saving a file to the new code answering, side by side.
+
+    python bench/devloop.py [--edits N] [--debounce MS]
+
+An ASGI app whose answer names its version; each edit rewrites the file with
+the next version, then one client asks every 2 ms, on a new connection each
+time, until the new version answers. Per scenario: edit -> served (median,
+max), connections refused and requests failed meanwhile. Scenarios, in one
+run: `granian --reload` (Granian's own reloader) and `listenfd run --watch`
+(overlap) with the same Granian (1 worker). For the latter, the launcher's own
+log lines, timestamped as they arrive, split the time up: the change seen
+(watcher and debounce), the new child started, its READY=1, the first answer
+from the new code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import queue
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+GRANIAN = ["--interface", "asgi", "--workers", "1", "--log-level", "warning", "app:app"]
+APP = """VERSION = {version}
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b"version %d" % VERSION
+    await send({{"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]}})
+    await send({{"type": "http.response.body", "body": body}})
+"""
+# launcher log line -> the step it ends
+STEPS = {
+    "restarting:": "change seen",
+    "started pid": "child started",
+    "is ready": "READY=1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Poller:
+    """Asks until `version` answers; counts what went wrong meanwhile."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.refused = 0
+        self.failed = 0
+
+    def answer(self) -> int | None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/", headers={"Connection": "close"})
+            return int(conn.getresponse().read().split()[1])
+        except ConnectionRefusedError:
+            self.refused += 1
+        except (OSError, http.client.HTTPException, ValueError, IndexError):
+            self.failed += 1
+        finally:
+            conn.close()
+        return None
+
+    def until(self, version: int, timeout: float = 30) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.answer() == version:
+                return time.monotonic()
+            time.sleep(0.002)
+        raise SystemExit(f"version {version} never answered")
+
+
+def lines_of(proc: subprocess.Popen[str], sink: queue.Queue[tuple[float, str]]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        sink.put((time.monotonic(), line))
+
+
+def scenario(kind: str, edits: int, debounce: int) -> dict[str, list[float] | int]:
+    with tempfile.TemporaryDirectory() as d:
+        app = Path(d) / "app.py"
+        app.write_text(APP.format(version=0))
+        port = free_port()
+        if kind == "granian --reload":
+            argv = [str(BIN / "granian"), "--port", str(port), "--reload", *GRANIAN]
+        else:
+            argv = [
+                *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", "--watch", d],
+                *["--debounce", str(debounce), "--"],
+                *[str(BIN / "granian"), "--systemd-socket", *GRANIAN],
+            ]
+        proc = subprocess.Popen(
+            argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        log: queue.Queue[tuple[float, str]] = queue.Queue()
+        threading.Thread(target=lines_of, args=(proc, log), daemon=True).start()
+        poller = Poller(port)
+        served: list[float] = []
+        steps: dict[str, list[float]] = {step: [] for step in STEPS.values()}
+        try:
+            poller.until(0, timeout=60)
+            time.sleep(1.0)
+            poller.refused = poller.failed = 0
+            for version in range(1, edits + 1):
+                while not log.empty():
+                    log.get()
+                t0 = time.monotonic()
+                # As an editor saves: a new file renamed over the old one.
+                tmp = app.with_suffix(".py.tmp")
+                tmp.write_text(APP.format(version=version))
+                os.replace(tmp, app)
+                served.append((poller.until(version) - t0) * 1000)
+                time.sleep(0.5)  # the old child stops; its lines arrive
+                while not log.empty():
+                    at, line = log.get()
+                    for marker, step in STEPS.items():
+                        if marker in line and len(steps[step]) < version:
+                            steps[step].append((at - t0) * 1000)
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        return {"served": served, **steps, "refused": poller.refused, "failed": poller.failed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--edits", type=int, default=10)
+    parser.add_argument("--debounce", type=int, default=100, help="listenfd run --debounce MS")
+    args = parser.parse_args()
+    if not shutil.which(str(BIN / "granian")):
+        raise SystemExit("granian is not installed in this environment")
+    kinds = ["granian --reload", "listenfd run --watch"]
+    results = {kind: scenario(kind, args.edits, args.debounce) for kind in kinds}
+    print(
+        f"# bench/devloop.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
+        f"{platform.python_version()}; Granian 1 worker, {args.edits} edits each, "
+        f"listenfd --debounce {args.debounce}"
+    )
+    print()
+    print("| scenario | edit -> served, median ms | max ms | refused | failed |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, r in results.items():
+        served = r["served"]
+        assert isinstance(served, list)
+        print(
+            f"| {kind} | {statistics.median(served):.0f} | {max(served):.0f} | "
+            f"{r['refused']} | {r['failed']} |"
+        )
+    ratio = statistics.median(results[kinds[1]]["served"]) / statistics.median(  # type: ignore[arg-type]
+        results[kinds[0]]["served"]  # type: ignore[arg-type]
+    )
+    print(f"\nlistenfd / granian --reload: {ratio:.2f}")
+    print("\n`listenfd run --watch`, where the time goes (median ms after the save):\n")
+    print("| change seen | child started | READY=1 | new code served |")
+    print("|---:|---:|---:|---:|")
+    r = results[kinds[1]]
+    cells = [
+        f"{statistics.median(v):.0f}" if isinstance(v := r[step], list) and v else "-"
+        for step in [*STEPS.values(), "served"]
+    ]
+    print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
