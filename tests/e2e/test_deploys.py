@@ -34,16 +34,6 @@ assert f"--env-file {ENV_FILE}" in SERVICE, "the example service changed: update
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppTree]:
-    tree = AppTree()
-    try:
-        tree.build()
-        yield tree
-    finally:
-        tree.remove()
-
-
-@pytest.fixture(scope="module")
 def systemd(app: AppTree) -> Iterator[Container]:
     if not port_is_free(PORT, HOST):
         pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")

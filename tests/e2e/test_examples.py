@@ -75,17 +75,6 @@ assert "--systemd-socket-name" not in SELF_BOUND_SERVICE, "the example service c
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppTree]:
-    """/srv/app on the host side."""
-    tree = AppTree()
-    try:
-        tree.build()
-        yield tree
-    finally:
-        tree.remove()
-
-
-@pytest.fixture(scope="module")
 def systemd(app: AppTree) -> Iterator[Container]:
     if not port_is_free(PORT, HOST):
         pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")

@@ -34,16 +34,6 @@ def server(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppTree]:
-    tree = AppTree()
-    try:
-        tree.build()
-        yield tree
-    finally:
-        tree.remove()
-
-
-@pytest.fixture(scope="module")
 def systemd(server: str, app: AppTree) -> Iterator[Container]:
     if not port_is_free(PORT, HOST):
         pytest.fail(f"{HOST}:{PORT} (ListenStream= of examples/systemd/granian.socket) is in use")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from granian.errors import FatalError
 
+from listenfd._click import address_given, exit_if_incompatible, systemd_socket_options
 from listenfd._serving import StderrLog, forgotten_flag
 from listenfd.granian._internals import GranianIncompatible, check_granian
 from listenfd.granian._server import Granian
@@ -20,27 +21,7 @@ def patch_cli(cli_module: Any) -> None:
     command = cli_module.cli
     if any(p.name == "systemd_socket" for p in command.params):
         return
-    command.params.append(
-        click.Option(
-            ["--systemd-socket"],
-            is_flag=True,
-            default=False,
-            show_envvar=True,
-            help="Serve on a listening socket passed by systemd (socket activation, "
-            "LISTEN_FDS), chosen by --systemd-socket-name, else by --host/--port or --uds, "
-            "else the only one passed; bind as usual when none was passed. [listenfd]",
-        )
-    )
-    command.params.append(
-        click.Option(
-            ["--systemd-socket-name"],
-            default=None,
-            metavar="NAME",
-            show_envvar=True,
-            help="With --systemd-socket: the socket whose FileDescriptorName= is NAME. "
-            "Implies --systemd-socket. [listenfd]",
-        )
-    )
+    command.params.extend(systemd_socket_options())
     command.params.append(
         click.Option(
             ["--systemd-fdstore"],
@@ -63,16 +44,8 @@ def patch_cli(cli_module: Any) -> None:
         **kwargs: Any,
     ) -> Any:
         if systemd_socket or systemd_socket_name is not None or systemd_fdstore:
-            try:
-                check_granian()
-            except GranianIncompatible as exc:
-                click.echo(f"Error: {exc}", err=True)
-                raise click.exceptions.Exit(1) from None
-            context = click.get_current_context()
-            given = any(
-                context.get_parameter_source(p) not in (None, click.core.ParameterSource.DEFAULT)
-                for p in ("host", "port", "uds")
-            )
+            exit_if_incompatible(check_granian, GranianIncompatible)
+            given = address_given()
             cli_module.Server = functools.partial(
                 Granian,
                 systemd_socket=True,

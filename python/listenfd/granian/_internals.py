@@ -7,6 +7,8 @@ from __future__ import annotations
 import granian
 from granian.server import Server as _GranianServer
 
+from listenfd._internals import unsupported
+
 SUPPORTED_GRANIAN = ">=2.8,<2.9"
 
 # name -> what listenfd relies on it for. Checked by `check_granian()`.
@@ -87,9 +89,7 @@ def check_granian(server: object | None = None, server_class: type | None = None
             missing.append(f"{dotted} ({purpose})")
     if missing:
         raise GranianIncompatible(
-            f"listenfd's --systemd-socket does not support Granian {_granian_version()} "
-            f"(supported: {SUPPORTED_GRANIAN}): missing {'; '.join(missing)}. "
-            f"Run without --systemd-socket, or install a supported Granian."
+            unsupported("Granian", _granian_version(), SUPPORTED_GRANIAN, missing)
         )
 
 

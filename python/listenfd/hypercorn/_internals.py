@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
+from listenfd._internals import unsupported
+
 SUPPORTED_HYPERCORN = ">=0.18,<0.19"
 
 # name -> what listenfd relies on it for. Checked by `check_hypercorn()`.
@@ -70,7 +72,5 @@ def check_hypercorn() -> None:
             missing.append(f"{dotted} ({purpose})")
     if missing:
         raise HypercornIncompatible(
-            f"listenfd's --systemd-socket does not support hypercorn {hypercorn_version()} "
-            f"(supported: {SUPPORTED_HYPERCORN}): missing {'; '.join(missing)}. "
-            f"Run without --systemd-socket, or install a supported hypercorn."
+            unsupported("hypercorn", hypercorn_version(), SUPPORTED_HYPERCORN, missing)
         )

@@ -8,8 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import click
-
+from listenfd._click import address_given, exit_if_incompatible, systemd_socket_options
 from listenfd._serving import StderrLog, forgotten_flag
 from listenfd.uvicorn._internals import UvicornIncompatible, check_uvicorn
 
@@ -22,27 +21,7 @@ def patch_cli(main_module: Any) -> None:
     command = main_module.main
     if any(p.name == "systemd_socket" for p in command.params):
         return
-    command.params.append(
-        click.Option(
-            ["--systemd-socket"],
-            is_flag=True,
-            default=False,
-            show_envvar=True,
-            help="Serve on a listening socket passed by systemd (socket activation, "
-            "LISTEN_FDS), chosen by --systemd-socket-name, else by --host/--port or --uds, "
-            "else the only one passed; bind as usual when none was passed. [listenfd]",
-        )
-    )
-    command.params.append(
-        click.Option(
-            ["--systemd-socket-name"],
-            default=None,
-            metavar="NAME",
-            show_envvar=True,
-            help="With --systemd-socket: the socket whose FileDescriptorName= is NAME. "
-            "Implies --systemd-socket. [listenfd]",
-        )
-    )
+    command.params.extend(systemd_socket_options())
     original: Callable[..., Any] = command.callback
 
     @functools.wraps(original)
@@ -53,18 +32,10 @@ def patch_cli(main_module: Any) -> None:
         **kwargs: Any,
     ) -> Any:
         if systemd_socket or systemd_socket_name is not None:
-            try:
-                check_uvicorn()
-            except UvicornIncompatible as exc:
-                click.echo(f"Error: {exc}", err=True)
-                raise click.exceptions.Exit(1) from None
+            exit_if_incompatible(check_uvicorn, UvicornIncompatible)
             from listenfd.uvicorn._server import prepare
 
-            context = click.get_current_context()
-            given = any(
-                context.get_parameter_source(p) not in (None, click.core.ParameterSource.DEFAULT)
-                for p in ("host", "port", "uds")
-            )
+            given = address_given()
             prepare(systemd_socket_name, given)
         else:
             forgotten_flag("--systemd-socket", StderrLog(UVICORN_PREFIXES))

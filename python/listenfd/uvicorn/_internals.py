@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from listenfd._internals import unsupported
+
 SUPPORTED_UVICORN = ">=0.54,<0.56"
 
 # name -> what listenfd relies on it for. Checked by `check_uvicorn()`.
@@ -94,7 +96,5 @@ def check_uvicorn() -> None:
             missing.append(f"{dotted} ({purpose})")
     if missing:
         raise UvicornIncompatible(
-            f"listenfd's --systemd-socket does not support uvicorn {uvicorn.__version__} "
-            f"(supported: {SUPPORTED_UVICORN}): missing {'; '.join(missing)}. "
-            f"Run without --systemd-socket, or install a supported uvicorn."
+            unsupported("uvicorn", uvicorn.__version__, SUPPORTED_UVICORN, missing)
         )
