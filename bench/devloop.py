@@ -6,11 +6,13 @@ An ASGI app whose answer names its version; each edit rewrites the file with
 the next version, then one client asks every 2 ms, on a new connection each
 time, until the new version answers. Per scenario: edit -> served (median,
 max), connections refused and requests failed meanwhile. Scenarios, in one
-run: `granian --reload` (Granian's own reloader) and `listenfd run --watch`
-(overlap) with the same Granian (1 worker). For the latter, the launcher's own
-log lines, timestamped as they arrive, split the time up: the change seen
-(watcher and debounce), the new child started, its READY=1, the first answer
-from the new code.
+run, the same Granian (1 worker): `granian --reload` (Granian's own
+reloader), `listenfd run --watch --no-standby` (every change starts a new
+child cold) and `listenfd run --watch` (a change wakes the standby child,
+started ahead and waiting before the app). For the launcher, its own log
+lines, timestamped as they arrive, split the time up: the change seen
+(watcher and debounce), a new child started (cold starts only), its READY=1,
+the first answer from the new code.
 """
 
 from __future__ import annotations
@@ -93,7 +95,11 @@ def lines_of(proc: subprocess.Popen[str], sink: queue.Queue[tuple[float, str]]) 
         sink.put((time.monotonic(), line))
 
 
-def scenario(kind: str, edits: int, debounce: int) -> dict[str, list[float] | int]:
+COLD = "listenfd run --watch --no-standby"
+STANDBY = "listenfd run --watch (standby)"
+
+
+def scenario(kind: str, edits: int, debounce: int | None) -> dict[str, list[float] | int]:
     with tempfile.TemporaryDirectory() as d:
         app = Path(d) / "app.py"
         app.write_text(APP.format(version=0))
@@ -103,8 +109,9 @@ def scenario(kind: str, edits: int, debounce: int) -> dict[str, list[float] | in
         else:
             argv = [
                 *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", "--watch", d],
-                *["--debounce", str(debounce), "--"],
-                *[str(BIN / "granian"), "--systemd-socket", *GRANIAN],
+                *(["--no-standby"] if kind == COLD else []),
+                *([] if debounce is None else ["--debounce", str(debounce)]),
+                *["--", str(BIN / "granian"), "--systemd-socket", *GRANIAN],
             ]
         proc = subprocess.Popen(
             argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -143,16 +150,19 @@ def scenario(kind: str, edits: int, debounce: int) -> dict[str, list[float] | in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--edits", type=int, default=10)
-    parser.add_argument("--debounce", type=int, default=100, help="listenfd run --debounce MS")
+    parser.add_argument(
+        "--debounce", type=int, default=None, help="listenfd run --debounce MS (default: its own)"
+    )
     args = parser.parse_args()
     if not shutil.which(str(BIN / "granian")):
         raise SystemExit("granian is not installed in this environment")
-    kinds = ["granian --reload", "listenfd run --watch"]
+    kinds = ["granian --reload", COLD, STANDBY]
     results = {kind: scenario(kind, args.edits, args.debounce) for kind in kinds}
+    debounce = "its default" if args.debounce is None else f"{args.debounce} ms"
     print(
         f"# bench/devloop.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}; Granian 1 worker, {args.edits} edits each, "
-        f"listenfd --debounce {args.debounce}"
+        f"listenfd --debounce {debounce}"
     )
     print()
     print("| scenario | edit -> served, median ms | max ms | refused | failed |")
@@ -164,19 +174,21 @@ def main() -> None:
             f"| {kind} | {statistics.median(served):.0f} | {max(served):.0f} | "
             f"{r['refused']} | {r['failed']} |"
         )
-    ratio = statistics.median(results[kinds[1]]["served"]) / statistics.median(  # type: ignore[arg-type]
-        results[kinds[0]]["served"]  # type: ignore[arg-type]
-    )
-    print(f"\nlistenfd / granian --reload: {ratio:.2f}")
-    print("\n`listenfd run --watch`, where the time goes (median ms after the save):\n")
-    print("| change seen | child started | READY=1 | new code served |")
-    print("|---:|---:|---:|---:|")
-    r = results[kinds[1]]
-    cells = [
-        f"{statistics.median(v):.0f}" if isinstance(v := r[step], list) and v else "-"
-        for step in [*STEPS.values(), "served"]
-    ]
-    print("| " + " | ".join(cells) + " |")
+    base = statistics.median(results[kinds[0]]["served"])  # type: ignore[arg-type]
+    print()
+    for kind in kinds[1:]:
+        ratio = statistics.median(results[kind]["served"]) / base  # type: ignore[arg-type]
+        print(f"{kind} / granian --reload: {ratio:.2f}")
+    print("\nWhere the time goes (median ms after the save):\n")
+    print("| scenario | change seen | child started | READY=1 | new code served |")
+    print("|---|---:|---:|---:|---:|")
+    for kind in kinds[1:]:
+        r = results[kind]
+        cells = [
+            f"{statistics.median(v):.0f}" if isinstance(v := r[step], list) and v else "-"
+            for step in [*STEPS.values(), "served"]
+        ]
+        print(f"| {kind} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

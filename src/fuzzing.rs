@@ -167,6 +167,7 @@ pub fn check_notification(data: &[u8]) {
         stop_signal: libc::SIGTERM,
         notify_access_all: false,
         debounce: std::time::Duration::from_millis(100),
+        standby: true,
     };
     let mut engine = Engine::new(policy, NoChildren, crate::launcher::engine::SystemClock, tx);
     engine.start().expect("the fake child starts");
@@ -201,8 +202,16 @@ impl NoChildren {
 
 #[cfg(target_os = "linux")]
 impl crate::launcher::engine::Children for NoChildren {
-    fn spawn(&mut self, _: &crate::launcher::fdstore::FdStore) -> crate::Result<(u32, String)> {
-        Ok((Self::PID, "fuzz".into()))
+    fn spawn(
+        &mut self,
+        _: &crate::launcher::fdstore::FdStore,
+        start: crate::launcher::engine::Start,
+    ) -> crate::Result<(u32, String)> {
+        let standby = start == crate::launcher::engine::Start::Standby;
+        Ok((Self::PID + u32::from(standby), "fuzz".into()))
+    }
+    fn environment_changed(&mut self, _: u32) -> bool {
+        false
     }
     fn signal(&mut self, _: u32, _: i32) {}
     fn is_descendant(&self, _: u32, _: u32) -> bool {

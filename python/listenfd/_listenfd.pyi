@@ -166,7 +166,8 @@ class Launcher:
     The keyword arguments mirror ``listenfd run``'s options: ``sockets`` (``-s``
     specs), ``backlog``, ``unix_mode``, ``defer_accept`` (seconds; ``None``: 1
     for ``http::``/``https::``, off for ``tcp::``), ``no_pid``, ``watch``,
-    ``ignore``, ``debounce``, ``restart_mode``, ``ready_timeout``,
+    ``ignore``, ``debounce``, ``standby`` (``False``: ``--no-standby``),
+    ``restart_mode``, ``ready_timeout``,
     ``ready_delay``, ``stop_timeout`` (seconds), ``stop_signal`` (a name or a
     number), ``notify_access``, ``env_files`` (``--env-file``: read before
     every child start, systemd's ``EnvironmentFile=`` syntax, later files
@@ -194,6 +195,7 @@ class Launcher:
         watch: Sequence[str | os.PathLike[str]] = ...,
         ignore: Sequence[str] = ...,
         debounce: float = ...,
+        standby: bool = True,
         restart_mode: Literal["overlap", "stop-start"] = ...,
         ready_timeout: float = ...,
         ready_delay: float = ...,

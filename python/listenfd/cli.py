@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             watch=args.watch,
             ignore=args.ignore,
             debounce=args.debounce / 1000,
+            standby=args.standby,
             restart_mode=args.restart_mode,
             ready_timeout=args.ready_timeout,
             ready_delay=args.ready_delay,
@@ -213,9 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--debounce",
         type=int,
-        default=100,
+        default=50,
         metavar="MS",
-        help="wait for MS ms of quiet before restarting (default 100)",
+        help="wait for MS ms of quiet before restarting (default 50)",
+    )
+    run_cmd.add_argument(
+        "--no-standby",
+        dest="standby",
+        action="store_false",
+        help="with --watch, always start a new child cold instead of waking one "
+        "started ahead (a standby, when the server supports it)",
     )
     run_cmd.add_argument("--restart-mode", choices=["overlap", "stop-start"], default="overlap")
     run_cmd.add_argument(

@@ -31,15 +31,28 @@ use tokio::sync::{oneshot, watch};
 
 use super::fdstore::{FdStore, Refused};
 use super::signals::{describe_status, exit_code};
+use super::standby::{self, Report};
 use super::RestartMode;
 use crate::error::Result;
 use crate::notify::Notification;
+
+/// How a child is started (`standby.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Serve as soon as it can.
+    Cold,
+    /// Get ready without the user's code, then wait to be woken.
+    Standby,
+}
 
 /// What the engine needs of the processes it runs.
 pub trait Children {
     /// Fork/exec a new child with the held sockets and the stored fds at
     /// 3.. (its own `LISTEN_PID`); its pid, and a line describing it.
-    fn spawn(&mut self, store: &FdStore) -> Result<(u32, String)>;
+    fn spawn(&mut self, store: &FdStore, start: Start) -> Result<(u32, String)>;
+    /// Would a child started now get another environment (`--env-file`)
+    /// than the standby `pid` got?
+    fn environment_changed(&mut self, pid: u32) -> bool;
     /// Send `signal` to the child `pid`. SIGKILL also goes to its group.
     fn signal(&mut self, pid: u32, signal: i32);
     /// Is `pid` a descendant of the child `child` (`--notify-access all`)?
@@ -86,6 +99,8 @@ pub struct Policy {
     pub notify_access_all: bool,
     /// Quiet time after a file change before restarting.
     pub debounce: Duration,
+    /// Keep a standby child for file changes, when the command supports it.
+    pub standby: bool,
 }
 
 /// What an embedded user (the Python `Launcher`) can see.
@@ -142,6 +157,13 @@ enum Leftover {
     Orphan(u32),
 }
 
+/// The next child, started and waiting for a file change (`standby.rs`).
+struct Standby {
+    child: Child,
+    /// It said it waits: waking it now serves the change.
+    waiting: bool,
+}
+
 /// The old child of an overlap hand-off, stopping after its successor became
 /// ready; the hand-off ends when it has exited.
 struct Retiring {
@@ -188,6 +210,9 @@ pub struct Engine<C: Children, K: Clock> {
     start_after: Option<u32>,
     waiters: Vec<oneshot::Sender<RestartResult>>,
     change: Option<(Instant, PathBuf)>,
+    standby: Option<Standby>,
+    /// The command's children said they can stand by.
+    standby_supported: bool,
     auto_restart_at: Option<Instant>,
     backoff: Duration,
     shutting_down: bool,
@@ -213,6 +238,8 @@ impl<C: Children, K: Clock> Engine<C, K> {
             start_after: None,
             waiters: Vec::new(),
             change: None,
+            standby: None,
+            standby_supported: false,
             auto_restart_at: None,
             backoff: FIRST_BACKOFF,
             shutting_down: false,
@@ -248,6 +275,83 @@ impl<C: Children, K: Clock> Engine<C, K> {
         self.reloading = false;
         self.upstream.push(Upstream::Ready);
         self.ready_waiters(pid);
+        self.start_standby();
+    }
+
+    /// After a hand-off: start the next child, to wait for a file change.
+    fn start_standby(&mut self) {
+        if !self.policy.standby
+            || !self.standby_supported
+            || self.standby.is_some()
+            || self.pending.is_some()
+            || self.shutting_down
+        {
+            return;
+        }
+        match self.children.spawn(&self.fd_store, Start::Standby) {
+            Ok((pid, display)) => {
+                self.say(format!("started standby pid {pid}: {display}"));
+                let child = self.new_child(pid);
+                self.standby = Some(Standby {
+                    child,
+                    waiting: false,
+                });
+            }
+            Err(e) => self.say(format!("cannot start a standby: {e}; cold starts instead")),
+        }
+    }
+
+    fn stop_standby(&mut self, why: &str) {
+        if let Some(standby) = self.standby.take() {
+            self.stop_child(standby.child, why);
+        }
+    }
+
+    /// A file change: wake the standby if it waits and is still what a
+    /// new child would be, else start a new child as for any restart.
+    fn restart_for_change(&mut self, path: &std::path::Path) {
+        let reason = format!("{} changed", path.display());
+        let standby = self.standby.take();
+        let Some(standby) = standby.filter(|_| self.pending.is_none() && !self.shutting_down)
+        else {
+            self.begin_restart(&reason);
+            return;
+        };
+        let pid = standby.child.pid;
+        if !standby.waiting {
+            self.stop_child(standby.child, "not standing by yet: a cold start instead");
+        } else if self.children.environment_changed(pid) {
+            self.stop_child(standby.child, "the --env-file changed since it started");
+        } else {
+            self.say(format!("restarting: {reason} (waking standby pid {pid})"));
+            if self.current.is_some() && !self.reloading {
+                self.reloading = true;
+                self.upstream.push(Upstream::Reloading);
+            }
+            self.auto_restart_at = None;
+            self.children.signal(pid, standby::WAKE_SIGNAL);
+            let mut child = standby.child;
+            // From now on it is a new child: --ready-timeout counts from here.
+            child.started = self.clock.now();
+            self.pending = Some(child);
+            return;
+        }
+        self.begin_restart(&reason);
+    }
+
+    /// A woken standby had read a file that changed: a cold start instead.
+    fn standby_was_stale(&mut self, pid: u32, path: &str) {
+        let Some(child) = self.pending.take_if(|p| p.pid == pid) else {
+            return;
+        };
+        self.stop_child(child, &format!("{path} changed after it was read"));
+        self.say("restarting: the standby was stale".to_owned());
+        match self.spawn_child() {
+            Ok(child) => self.pending = Some(child),
+            Err(e) => self.handoff_failed(&format!(
+                "cannot start the new child: {e}; the old one keeps serving"
+            )),
+        }
     }
 
     /// A hand-off failed; the old child keeps serving.
@@ -274,15 +378,19 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     fn spawn_child(&mut self) -> Result<Child> {
-        let (pid, display) = self.children.spawn(&self.fd_store)?;
+        let (pid, display) = self.children.spawn(&self.fd_store, Start::Cold)?;
         self.say(format!("started pid {pid}: {display}"));
-        Ok(Child {
+        Ok(self.new_child(pid))
+    }
+
+    fn new_child(&self, pid: u32) -> Child {
+        Child {
             pid,
             started: self.clock.now(),
             ready: false,
             notifies: false,
             kill_at: None,
-        })
+        }
     }
 
     fn stop_child(&mut self, mut child: Child, why: &str) {
@@ -340,6 +448,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
         self.auto_restart_at = None;
         self.say(format!("restarting: {reason}"));
+        // A restart that is not for a file change may be for what a standby
+        // already holds (upgraded packages, the environment): start afresh.
+        self.stop_standby("a cold restart");
         if self.current.is_some() && !self.reloading {
             self.reloading = true;
             self.upstream.push(Upstream::Reloading);
@@ -421,15 +532,19 @@ impl<C: Children, K: Clock> Engine<C, K> {
         let pid = pid?;
         // A child being stopped still reports (STOPPING=1, STATUS=); its
         // READY=1 no longer changes anything (mark_ready ignores it).
-        [self.pending.as_ref(), self.current.as_ref()]
-            .into_iter()
-            .flatten()
-            .chain(self.stopping.values())
-            .find_map(|c| {
-                let trusted = c.pid == pid
-                    || (self.policy.notify_access_all && self.children.is_descendant(pid, c.pid));
-                trusted.then_some(c.pid)
-            })
+        [
+            self.pending.as_ref(),
+            self.current.as_ref(),
+            self.standby.as_ref().map(|s| &s.child),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.stopping.values())
+        .find_map(|c| {
+            let trusted = c.pid == pid
+                || (self.policy.notify_access_all && self.children.is_descendant(pid, c.pid));
+            trusted.then_some(c.pid)
+        })
     }
 
     /// One datagram from `NOTIFY_SOCKET`. Fds attached to anything but an
@@ -454,6 +569,28 @@ impl<C: Children, K: Clock> Engine<C, K> {
             if c.pid == child_pid {
                 c.notifies = true;
             }
+        }
+        if self
+            .standby
+            .as_ref()
+            .is_some_and(|s| s.child.pid == child_pid)
+        {
+            self.standby_notification(child_pid, &message);
+            return;
+        }
+        let starting_pid = self.pending.as_ref().map(|p| p.pid);
+        if let Some(value) = message.get(standby::FIELD) {
+            match standby::parse_report(value) {
+                Report::Supported if message.flag("READY") => self.standby_supported = true,
+                Report::Stale(path) if starting_pid == Some(child_pid) => {
+                    self.say(format!("pid {child_pid}: {path} changed after it was read"));
+                    self.standby_was_stale(child_pid, &path);
+                    return;
+                }
+                _ => {}
+            }
+        } else if message.flag("READY") {
+            self.standby_supported = false;
         }
         let serving = self.current.as_ref().is_some_and(|c| c.pid == child_pid);
         let starting = self.pending.as_ref().is_some_and(|c| c.pid == child_pid);
@@ -514,6 +651,33 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
     }
 
+    /// A notification from the standby, before it is woken: it only says it
+    /// waits (its STATUS= is logged, nothing goes up).
+    fn standby_notification(&mut self, pid: u32, message: &Notification) {
+        if let Some(status) = message.get("STATUS") {
+            self.say(format!("[standby pid {pid}] {status}"));
+        }
+        if message.flag("READY") {
+            // It serves before it was woken: it does not follow the protocol.
+            self.policy.standby = false;
+            self.stop_standby("it became ready before it was woken; no more standbys");
+            return;
+        }
+        if let Some(standby) = self.standby.as_mut() {
+            // Then it is ready only by READY=1, once woken.
+            standby.child.notifies = true;
+        }
+        let waiting = message
+            .get(standby::FIELD)
+            .is_some_and(|v| standby::parse_report(v) == Report::Waiting);
+        if let Some(standby) = self.standby.as_mut().filter(|_| waiting) {
+            if !standby.waiting {
+                standby.waiting = true;
+                self.say(format!("standby pid {pid} is waiting"));
+            }
+        }
+    }
+
     /// A child is gone: stop what it left behind, in its process group or
     /// orphaned.
     fn clean_up_after(&mut self, pgid: u32) {
@@ -521,13 +685,17 @@ impl<C: Children, K: Clock> Engine<C, K> {
         if self.children.group_alive(pgid) {
             leftovers.push(Leftover::Group(pgid));
         }
-        let known: Vec<u32> = [self.current.as_ref(), self.pending.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|c| c.pid)
-            .chain(self.stopping.keys().copied())
-            .filter(|&pid| pid != pgid)
-            .collect();
+        let known: Vec<u32> = [
+            self.current.as_ref(),
+            self.pending.as_ref(),
+            self.standby.as_ref().map(|s| &s.child),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|c| c.pid)
+        .chain(self.stopping.keys().copied())
+        .filter(|&pid| pid != pgid)
+        .collect();
         for orphan in self.children.orphans(&known) {
             leftovers.push(Leftover::Orphan(orphan));
         }
@@ -573,6 +741,15 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// A child exited (and was reaped) with wait status `status`.
     pub fn on_exit(&mut self, pid: u32, status: i32) {
         self.clean_up_after(pid);
+        if self.standby.as_ref().is_some_and(|s| s.child.pid == pid) {
+            // The next hand-off starts another one.
+            self.standby = None;
+            self.say(format!(
+                "standby pid {pid} exited ({}); cold starts until the next one",
+                describe_status(status)
+            ));
+            return;
+        }
         if self.stopping.remove(&pid).is_some() {
             self.say(format!("pid {pid} stopped ({})", describe_status(status)));
             if let Some(retiring) = self.retiring.take_if(|r| r.pid == pid) {
@@ -652,6 +829,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         if let Some(p) = self.pending.take() {
             self.stop_child(p, why);
         }
+        self.stop_standby(why);
         if let Some(c) = self.current.take() {
             // Its status is the launcher's exit status.
             self.start_after = Some(c.pid);
@@ -753,7 +931,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
         if let Some((at, path)) = self.change.take() {
             if at <= now {
-                self.begin_restart(&format!("{} changed", path.display()));
+                self.restart_for_change(&path);
             } else {
                 self.change = Some((at, path));
             }
@@ -801,6 +979,10 @@ mod tests {
         /// orphan -> the child it came from, where the world can tell
         orphan_owners: HashMap<u32, u32>,
         fail_spawn: bool,
+        /// Children started as standbys.
+        standbys: Vec<u32>,
+        /// What `environment_changed` answers.
+        env_changed: bool,
         /// child -> its descendants
         descendants: HashMap<u32, Vec<u32>>,
     }
@@ -809,7 +991,7 @@ mod tests {
     struct FakeChildren(Rc<RefCell<World>>);
 
     impl Children for FakeChildren {
-        fn spawn(&mut self, _store: &FdStore) -> Result<(u32, String)> {
+        fn spawn(&mut self, _store: &FdStore, start: Start) -> Result<(u32, String)> {
             let mut w = self.0.borrow_mut();
             if w.fail_spawn {
                 return Err(crate::Error::os(
@@ -820,7 +1002,13 @@ mod tests {
             w.next_pid += 1;
             let pid = 100 + w.next_pid;
             w.spawned.push(pid);
+            if start == Start::Standby {
+                w.standbys.push(pid);
+            }
             Ok((pid, "app".into()))
+        }
+        fn environment_changed(&mut self, _pid: u32) -> bool {
+            self.0.borrow().env_changed
         }
         fn signal(&mut self, pid: u32, signal: i32) {
             let mut w = self.0.borrow_mut();
@@ -887,6 +1075,7 @@ mod tests {
             stop_signal: libc::SIGTERM,
             notify_access_all: false,
             debounce: Duration::from_millis(100),
+            standby: true,
         }
     }
 
@@ -1311,6 +1500,164 @@ mod tests {
         h.ready(102);
         assert_eq!(upstream(&mut h), ["Ready"]);
         assert_eq!(answer.try_recv(), Ok(Ok(102)));
+    }
+
+    fn supported_ready(pid: u32) -> Notification {
+        message(pid, &[("READY", "1"), (standby::FIELD, "supported")])
+    }
+
+    fn waiting(pid: u32) -> Notification {
+        message(pid, &[(standby::FIELD, "waiting")])
+    }
+
+    const WAKE: i32 = standby::WAKE_SIGNAL;
+
+    /// Started, serving, a standby (102) started; `waits`: it said so.
+    fn with_standby(waits: bool) -> Harness {
+        let mut h = started(RestartMode::Overlap);
+        h.engine.on_notification(supported_ready(101));
+        let standbys = h.world.borrow().standbys.clone();
+        assert_eq!(standbys, [102], "{}", h.log());
+        if waits {
+            h.engine.on_notification(waiting(102));
+        }
+        h
+    }
+
+    fn change(h: &mut Harness) {
+        h.engine.on_change("app.py".into());
+        h.advance(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
+        let mut h = with_standby(true);
+        assert!(h.log().contains("standby pid 102 is waiting"));
+        assert_eq!(
+            h.status().pid,
+            Some(101),
+            "a standby is not the serving child"
+        );
+        change(&mut h);
+        assert_eq!(h.signals(), [(102, WAKE)]);
+        assert!(h
+            .log()
+            .contains("restarting: app.py changed (waking standby pid 102)"));
+        assert_eq!(h.spawned(), [101, 102], "no cold start");
+        h.engine.on_notification(supported_ready(102));
+        assert_eq!(h.signals(), [(102, WAKE), (101, TERM)]);
+        assert_eq!(h.status().pid, Some(102));
+        assert!(
+            h.world.borrow().standbys == [102],
+            "not before the old one is gone"
+        );
+        h.engine.on_exit(101, killed(TERM));
+        assert_eq!(h.world.borrow().standbys, [102, 103]);
+        h.engine.on_notification(waiting(103));
+        change(&mut h);
+        assert_eq!(h.signals().last(), Some(&(103, WAKE)));
+    }
+
+    #[test]
+    fn a_woken_standby_is_given_up_like_any_new_child() {
+        let mut h = with_standby(true);
+        change(&mut h);
+        h.advance(Duration::from_secs(31));
+        assert!(h.log().contains("not ready within --ready-timeout"));
+        assert_eq!(h.status().pid, Some(101), "the old one keeps serving");
+    }
+
+    #[test]
+    fn no_standby_for_a_command_that_does_not_say_it_supports_one() {
+        let mut h = started(RestartMode::Overlap);
+        h.ready(101);
+        change(&mut h);
+        h.ready(102);
+        h.engine.on_exit(101, killed(TERM));
+        assert!(h.world.borrow().standbys.is_empty());
+        assert_eq!(h.signals(), [(101, TERM)]);
+
+        let mut off = started(RestartMode::Overlap);
+        off.engine.policy.standby = false;
+        off.engine.on_notification(supported_ready(101));
+        assert!(off.world.borrow().standbys.is_empty(), "--no-standby");
+    }
+
+    #[test]
+    fn cold_starts_instead_of_a_standby_that_cannot_serve_the_change() {
+        // Not waiting yet.
+        let mut h = with_standby(false);
+        change(&mut h);
+        assert_eq!(h.signals(), [(102, TERM)]);
+        assert!(h.log().contains("not standing by yet"));
+        assert_eq!(h.spawned(), [101, 102, 103]);
+        // The --env-file changed since it started.
+        let mut h = with_standby(true);
+        h.world.borrow_mut().env_changed = true;
+        change(&mut h);
+        assert_eq!(h.signals(), [(102, TERM)]);
+        assert!(h.log().contains("the --env-file changed"));
+        assert_eq!(h.spawned(), [101, 102, 103]);
+        // Any restart but a file change: the standby may hold what changed.
+        let mut h = with_standby(true);
+        h.engine.on_hangup();
+        assert_eq!(h.signals(), [(102, TERM)]);
+        assert_eq!(h.spawned(), [101, 102, 103]);
+    }
+
+    #[test]
+    fn a_stale_standby_gives_way_to_a_cold_start() {
+        let mut h = with_standby(true);
+        change(&mut h);
+        h.engine
+            .on_notification(message(102, &[(standby::FIELD, "stale /src/conf.py")]));
+        assert_eq!(h.signals(), [(102, WAKE), (102, TERM)]);
+        assert!(h.log().contains("/src/conf.py changed after it was read"));
+        assert_eq!(h.spawned(), [101, 102, 103]);
+        h.engine.on_notification(supported_ready(103));
+        assert_eq!(h.status().pid, Some(103));
+        assert_eq!(h.signals().last(), Some(&(101, TERM)));
+    }
+
+    #[test]
+    fn a_standby_that_serves_unwoken_is_stopped_and_not_tried_again() {
+        let mut h = with_standby(false);
+        h.engine
+            .on_notification(message(102, &[("READY", "1"), ("STATUS", "hi")]));
+        assert_eq!(h.signals(), [(102, TERM)]);
+        assert_eq!(
+            upstream(&mut h),
+            ["Ready"],
+            "nothing of the standby goes up"
+        );
+        assert_eq!(h.status().pid, Some(101));
+        change(&mut h);
+        h.engine.on_notification(supported_ready(103));
+        h.engine.on_exit(101, killed(TERM));
+        assert_eq!(h.world.borrow().standbys, [102], "no standby any more");
+    }
+
+    #[test]
+    fn a_standby_that_exits_is_replaced_after_the_next_hand_off() {
+        let mut h = with_standby(true);
+        h.engine.on_exit(102, exited(1));
+        assert!(h.log().contains("standby pid 102 exited"));
+        change(&mut h);
+        assert_eq!(h.spawned(), [101, 102, 103], "a cold start");
+        h.engine.on_notification(supported_ready(103));
+        h.engine.on_exit(101, killed(TERM));
+        assert_eq!(h.world.borrow().standbys, [102, 104]);
+    }
+
+    #[test]
+    fn shutdown_stops_the_standby_too() {
+        let mut h = with_standby(true);
+        h.engine.begin_shutdown("SIGTERM");
+        assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
+        h.engine.on_exit(101, killed(TERM));
+        assert!(!h.engine.finished());
+        h.engine.on_exit(102, killed(TERM));
+        assert!(h.engine.finished());
     }
 
     #[test]

@@ -20,12 +20,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
-use super::engine::{Children, Engine, Policy, RestartResult, Status, SystemClock, Upstream};
+use super::engine::{
+    Children, Engine, Policy, RestartResult, Start, Status, SystemClock, Upstream,
+};
 use super::fdstore::FdStore;
 use super::open::{open_all, park_above, HeldSocket};
 use super::spawn::ChildPlan;
+use super::standby;
 use super::watch::{watch as watch_files, ChangeFilter};
-use super::Config;
+use super::{Config, RestartMode};
 use crate::control::{self, Reply};
 use crate::error::{Error, Result};
 use crate::notify::{is_descendant, start_time, NotifyAddress, NotifyReceiver};
@@ -78,6 +81,8 @@ impl Launcher {
             listen_pid: !config.no_pid,
             watchdog_usec: upstream.as_ref().and_then(|u| u.watchdog_usec),
             subreaper: config.subreaper,
+            standby: uses_standby(&config),
+            standby_env: None,
             events: None,
         };
         if config.subreaper {
@@ -85,7 +90,7 @@ impl Launcher {
         }
         // Built once here so that a bad command fails before anything runs;
         // each spawn builds its own (the FD store changes what is passed).
-        children.plan(&FdStore::default())?;
+        children.plan(&FdStore::default(), Start::Cold)?;
         let filter = if config.watch.is_empty() {
             None
         } else {
@@ -308,14 +313,27 @@ struct RealChildren {
     watchdog_usec: Option<u64>,
     /// Orphans of the children's children come back to the launcher.
     subreaper: bool,
+    /// Children are told about the standby protocol (`LISTENFD_STANDBY`).
+    standby: bool,
+    /// The `--env-file` variables the latest standby got, and its pid.
+    standby_env: Option<(u32, EnvVars)>,
     /// Where exits are reported (set once the event loop runs).
     events: Option<mpsc::UnboundedSender<Event>>,
 }
 
+/// Variables read from `--env-file`s, in order.
+type EnvVars = Vec<(String, String)>;
+
+/// Standbys serve file changes, in overlap mode (a stop-start restart stops
+/// the old child first anyway).
+fn uses_standby(config: &Config) -> bool {
+    config.standby && !config.watch.is_empty() && config.restart_mode == RestartMode::Overlap
+}
+
 impl RealChildren {
-    /// The plan for one spawn, and the parked copies it uses (to be closed
-    /// once the child has its own).
-    fn plan(&self, store: &FdStore) -> Result<(ChildPlan, Vec<OwnedFd>)> {
+    /// The plan for one spawn, the parked copies it uses (to be closed once
+    /// the child has its own), and what the `--env-file`s gave it.
+    fn plan(&self, store: &FdStore, start: Start) -> Result<(ChildPlan, Vec<OwnedFd>, EnvVars)> {
         let sources: Vec<BorrowedFd<'_>> = self
             .held
             .iter()
@@ -341,9 +359,17 @@ impl RealChildren {
         }
         let mut env = self.env.clone();
         let from_files = crate::envfile::load(&self.env_files).map_err(|e| Error::EnvFile(e.0))?;
-        for (key, value) in from_files.into_iter().filter(|(k, _)| !reserved(k)) {
+        for (key, value) in from_files.iter().filter(|(k, _)| !reserved(k)) {
             env.retain(|(k, _)| k.as_os_str() != key.as_str());
             env.push((key.into(), value.into()));
+        }
+        env.retain(|(k, _)| k != standby::ENV);
+        if self.standby {
+            let value = match start {
+                Start::Cold => standby::OFFER,
+                Start::Standby => standby::WAIT,
+            };
+            env.push((standby::ENV.into(), value.into()));
         }
         let plan = ChildPlan::new(
             &self.command,
@@ -353,15 +379,18 @@ impl RealChildren {
             self.listen_pid,
             self.watchdog_usec,
         )?;
-        Ok((plan, parked))
+        Ok((plan, parked, from_files))
     }
 }
 
 impl Children for RealChildren {
-    fn spawn(&mut self, store: &FdStore) -> Result<(u32, String)> {
-        let (mut plan, parked) = self.plan(store)?;
+    fn spawn(&mut self, store: &FdStore, start: Start) -> Result<(u32, String)> {
+        let (mut plan, parked, from_files) = self.plan(store, start)?;
         let (pid, pidfd) = plan.spawn()?;
         drop(parked);
+        if start == Start::Standby {
+            self.standby_env = Some((pid, from_files));
+        }
         if let Some(tx) = &self.events {
             tokio::spawn(wait_for_exit(pid, pidfd, tx.clone()));
         }
@@ -380,6 +409,13 @@ impl Children for RealChildren {
             }
             libc::kill(pid, signal);
         }
+    }
+
+    fn environment_changed(&mut self, pid: u32) -> bool {
+        let Some((_, had)) = self.standby_env.take_if(|(p, _)| *p == pid) else {
+            return true;
+        };
+        crate::envfile::load(&self.env_files).map_or(true, |now| now != had)
     }
 
     fn is_descendant(&self, pid: u32, child: u32) -> bool {
@@ -494,6 +530,7 @@ impl Driver {
             stop_signal: config.stop_signal,
             notify_access_all: config.notify_access_all,
             debounce: config.debounce,
+            standby: uses_standby(config),
         };
         let control = control
             .map(tokio::net::UnixListener::from_std)

@@ -7,6 +7,7 @@
 //! - `signals`: signal names and wait statuses;
 //! - `watch`: file watching and ignore rules;
 //! - `fdstore`: the fds children store with `FDSTORE=1`;
+//! - `standby`: the protocol of a child started ahead of the next change;
 //! - `engine`: the restart policy (overlap or stop-start) as a state machine;
 //! - `handle`: the launcher's thread and event loop, and the real children.
 
@@ -24,6 +25,8 @@ pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod spawn;
 pub mod spec;
+#[cfg(target_os = "linux")]
+pub mod standby;
 #[cfg(target_os = "linux")]
 pub mod watch;
 
@@ -57,6 +60,11 @@ impl RestartMode {
     }
 }
 
+/// Quiet time after a change before restarting: editors finish a save
+/// (write, or write a temporary file and rename it) within a few ms, and
+/// watchfiles (`granian --reload`, `uvicorn --reload`) waits 50 ms too.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
+
 /// Everything `listenfd run` was asked to do.
 #[derive(Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // one per command-line flag
@@ -70,6 +78,9 @@ pub struct Config {
     pub watch: Vec<PathBuf>,
     pub ignore: Vec<String>,
     pub debounce: Duration,
+    /// With `--watch`: keep the next child waiting for a change, when the
+    /// command supports it (`standby`); off: `--no-standby`.
+    pub standby: bool,
     pub restart_mode: RestartMode,
     /// How long a new child may take to become ready before it is given up.
     pub ready_timeout: Duration,
@@ -104,7 +115,8 @@ impl Config {
             no_pid: false,
             watch: Vec::new(),
             ignore: Vec::new(),
-            debounce: Duration::from_millis(100),
+            debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
+            standby: true,
             restart_mode: RestartMode::Overlap,
             ready_timeout: Duration::from_secs(30),
             ready_delay: Duration::from_secs(2),

@@ -25,7 +25,9 @@ use super::ActivationError;
 use crate::activation::{self, Activation, Options};
 use crate::error::Error;
 use crate::launcher::open::HeldSocket;
-use crate::launcher::{parse_signal, Config, Launcher as Engine, RestartMode, SocketSpec, Status};
+use crate::launcher::{
+    parse_signal, Config, Launcher as Engine, RestartMode, SocketSpec, Status, DEFAULT_DEBOUNCE_MS,
+};
 
 /// A `restart_mode` argument: `"overlap"` or `"stop-start"`.
 impl<'a, 'py> FromPyObject<'a, 'py> for RestartMode {
@@ -163,7 +165,8 @@ impl Launcher {
     #[pyo3(signature = (
         command, *, sockets = Vec::new(), backlog = None, unix_mode = None,
         defer_accept = None, no_pid = false, watch = Vec::new(), ignore = Vec::new(),
-        debounce = Seconds(Duration::from_millis(100)), restart_mode = RestartMode::Overlap,
+        debounce = Seconds(Duration::from_millis(DEFAULT_DEBOUNCE_MS)), standby = true,
+        restart_mode = RestartMode::Overlap,
         ready_timeout = Seconds(Duration::from_secs(30)),
         ready_delay = Seconds(Duration::from_secs(2)),
         stop_timeout = Seconds(Duration::from_secs(10)), stop_signal = Signal(libc::SIGTERM),
@@ -183,6 +186,7 @@ impl Launcher {
         watch: Vec<PathBuf>,
         ignore: Vec<String>,
         debounce: Seconds,
+        standby: bool,
         restart_mode: RestartMode,
         ready_timeout: Seconds,
         ready_delay: Seconds,
@@ -215,6 +219,7 @@ impl Launcher {
         config.watch = watch;
         config.ignore = ignore;
         config.debounce = debounce.0;
+        config.standby = standby;
         config.restart_mode = restart_mode;
         config.ready_timeout = ready_timeout.0;
         config.ready_delay = ready_delay.0;

@@ -9,10 +9,12 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from listenfd import _standby as standby
 from listenfd import notify
 from listenfd._serving import start_helper_thread
 
@@ -82,7 +84,11 @@ class WorkerLoaded:
         generation: int,
         idx: int,
         not_ours: tuple[int, int] | None,
+        gate: Any = None,
+        threshold_ns: int = 0,
     ) -> None:
+        self.gate = gate
+        self.threshold_ns = threshold_ns
         self.loader = loader
         self.writer = writer
         self.generation = generation
@@ -118,7 +124,23 @@ class WorkerLoaded:
             return scheduler
 
         mp._new_cbscheduler = report_then_schedule
+        if self.gate is not None and not self.gate.is_set():
+            self._stand_by()
         return self.loader()
+
+    def _stand_by(self) -> None:
+        """A standby's worker: wait to be woken, then load the app only if
+        nothing this worker has read changed since the main process started."""
+        with contextlib.suppress(OSError):
+            self.writer.send((self.generation, self.idx, "waiting"))
+        self.gate.wait()
+        path = standby.stale_file(self.threshold_ns)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            self.writer.send((self.generation, self.idx, "stale", path))
+        # Never serve what may be old code: the launcher stops this child.
+        threading.Event().wait()
 
 
 class Readiness:
@@ -139,18 +161,57 @@ class Readiness:
         method = multiprocessing.get_start_method()
         context = multiprocessing.get_context(method if method in ("fork", "spawn") else "spawn")
         self.reader, self.writer = context.Pipe(duplex=False)
+        self.context = context
+        # `listenfd run --watch`: READY=1 says this server can stand by; as a
+        # standby its workers wait at `gate` (until woken) before the app.
+        self.standby_supported = False
+        self.gate: Any = None
+        self.threshold_ns = 0
+        self.standing_by: set[int] = set()
         start_helper_thread(self._listen, "listenfd-readiness")
+
+    def use_standby(self, wait: bool) -> None:
+        self.standby_supported = True
+        if not wait:
+            return
+        self.threshold_ns = standby.threshold_ns()
+        self.gate = self.context.Event()
+        self.standing_by = set(range(self.server.workers))
+        standby.on_wake(self._woken)
+
+    def _woken(self) -> None:
+        path = standby.stale_file(self.threshold_ns, sys.orig_argv)
+        if path is not None:
+            standby.say_stale(path)
+        else:
+            self.gate.set()
 
     def wrap(self, loader: Callable[[], Any], idx: int) -> WorkerLoaded:
         with self.lock:
-            return WorkerLoaded(loader, self.writer, self.generation, idx, self.not_for_workers)
+            return WorkerLoaded(
+                loader,
+                self.writer,
+                self.generation,
+                idx,
+                self.not_for_workers,
+                self.gate,
+                self.threshold_ns,
+            )
 
     def _listen(self) -> None:
         while True:
             try:
-                generation, idx = self.reader.recv()
+                generation, idx, *said = self.reader.recv()
             except (EOFError, OSError):
                 return
+            if said == ["waiting"]:
+                self.standing_by.discard(idx)
+                if not self.standing_by:
+                    standby.say_waiting()
+                continue
+            if said[:1] == ["stale"]:
+                standby.say_stale(said[1])
+                continue
             with self.lock:
                 if generation != self.generation or self.waiting is None:
                     continue  # a respawned worker, or a superseded generation
@@ -175,9 +236,10 @@ class Readiness:
             self.waiting = None
             self.ready_generation = self.generation
             self.lock.notify_all()
+        supported = f"\n{standby.SUPPORTED}" if self.standby_supported else ""
         notify.notify(
             f"READY=1\nSTATUS=Listening at {self.server._bind_addr_fmt}, "
-            f"{self.server.workers} worker(s)"
+            f"{self.server.workers} worker(s){supported}"
         )
 
     def reloading(self) -> None:

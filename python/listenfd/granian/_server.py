@@ -12,6 +12,7 @@ from granian.log import logger as _granian_logger
 from granian.server import Server as _GranianServer
 
 from listenfd import _control as control
+from listenfd import _standby as standby
 from listenfd import notify
 from listenfd._bind import Address, describe_address
 from listenfd._listenfd import DEFAULT_DEFER_ACCEPT_SECS, InheritedSocket, bind_fresh
@@ -76,6 +77,9 @@ class SystemdSocketMixin:
         # answers to `listenfd reload`.
         guard_forked_workers()
         self._listenfd_readiness = Readiness(self)
+        role = standby.take_role()
+        if role is not None and is_process_server(self):
+            self._listenfd_readiness.use_standby(wait=role == "wait")
         self.on_reload(self._listenfd_readiness.reloading)
         self._listenfd_readiness.not_for_workers = control.serve(
             "Granian", self._listenfd_reload, _granian_logger

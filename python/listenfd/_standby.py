@@ -1,0 +1,120 @@
+"""The child's side of ``listenfd run --watch``'s standby protocol.
+
+With ``--watch``, the launcher passes ``LISTENFD_STANDBY``: ``offer`` to a
+child started as usual, ``wait`` to a standby, the child it starts ahead of
+the next file change. A server that supports it says so with its READY=1
+(``X_LISTENFD_STANDBY=supported``). A standby gets as far as it can without
+the user's code, says ``X_LISTENFD_STANDBY=waiting`` and waits for SIGUSR1;
+woken, it first makes sure that no file it has already read (an imported
+module, a file named on its command line) changed since it started, then
+loads the app and sends READY=1 -- or says ``X_LISTENFD_STANDBY=stale PATH``
+and the launcher starts a new child cold instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
+
+from listenfd import notify
+from listenfd._serving import start_helper_thread
+
+ENV = "LISTENFD_STANDBY"
+FIELD = "X_LISTENFD_STANDBY"
+WAKE_SIGNAL = signal.SIGUSR1
+SUPPORTED = f"{FIELD}=supported"
+# File timestamps come from a clock that ticks every few ms, and the start
+# time of a process is known to 10 ms: a file changed this little before the
+# process started counts as changed after (a needless cold start, never a
+# stale one).
+MARGIN_NS = 50_000_000
+
+
+def role(environ: Mapping[str, str]) -> str | None:
+    """``"offer"`` or ``"wait"`` as the launcher said, else None."""
+    value = environ.get(ENV)
+    return value if value in ("offer", "wait") else None
+
+
+def take_role() -> str | None:
+    """This process's role, taken out of its environment (its workers and
+    whatever the app runs learn nothing from it)."""
+    value = os.environ.pop(ENV, None)
+    return role({} if value is None else {ENV: value})
+
+
+def process_start_ns(stat: str, boot_ns: int, ticks_per_second: int) -> int:
+    """Wall-clock ns at which the process of ``stat`` (``/proc/PID/stat``)
+    started; ``boot_ns``: the wall-clock time of boot."""
+    # The command name (field 2) may hold spaces and parentheses.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    start_ticks = int(fields[19])  # field 22 of the whole line
+    return boot_ns + start_ticks * 1_000_000_000 // ticks_per_second
+
+
+def this_process_start_ns() -> int:
+    with open("/proc/self/stat") as f:
+        stat = f.read()
+    boot_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return process_start_ns(stat, boot_ns, os.sysconf("SC_CLK_TCK"))
+
+
+def files_read(modules: Mapping[str, ModuleType | None], argv: Iterable[str]) -> list[str]:
+    """The files a process has read before its app: the sources of its
+    modules, and the files its command line names (``--env-files``, certificates)."""
+    files = []
+    for module in list(modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            files.append(path)
+    files.extend(a for a in argv if os.path.isfile(a))
+    return files
+
+
+def changed_since(threshold_ns: int, files: Iterable[str]) -> str | None:
+    """The first of ``files`` modified at or after ``threshold_ns`` (wall
+    clock), or one gone since; None when none was."""
+    for path in files:
+        try:
+            if os.stat(path).st_mtime_ns >= threshold_ns:
+                return path
+        except FileNotFoundError:
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def stale_file(threshold_ns: int, argv: Iterable[str] = ()) -> str | None:
+    """A file this process read that changed after ``threshold_ns``."""
+    return changed_since(threshold_ns, files_read(sys.modules, argv))
+
+
+def threshold_ns() -> int:
+    """Changes from this time on may not be in what this process read."""
+    return this_process_start_ns() - MARGIN_NS
+
+
+def on_wake(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on a helper thread when the launcher wakes this process."""
+    woken = threading.Event()
+    signal.signal(WAKE_SIGNAL, lambda *_: woken.set())
+
+    def wait() -> None:
+        woken.wait()
+        callback()
+
+    start_helper_thread(wait, "listenfd-standby")
+
+
+def say_waiting() -> None:
+    notify.notify(f"{FIELD}=waiting")
+
+
+def say_stale(path: str) -> None:
+    notify.notify(f"{FIELD}=stale {path}")

@@ -1,0 +1,69 @@
+//! The standby protocol: with `--watch`, the launcher keeps the next child
+//! started and waiting, so that an edit is served without paying for a new
+//! interpreter, the server's imports and its workers.
+//!
+//! - Every child of a launcher that uses standbys gets `LISTENFD_STANDBY`:
+//!   `offer` (start as usual) or `wait` (a standby).
+//! - A child that speaks the protocol says so with its `READY=1`:
+//!   `X_LISTENFD_STANDBY=supported`. Only then does the launcher start a
+//!   standby; a command that never says it keeps cold starts.
+//! - A standby gets as far as it can without the code that may change (no
+//!   user module imported), then says `X_LISTENFD_STANDBY=waiting`.
+//! - After a file change, the launcher wakes it with [`WAKE_SIGNAL`]; it
+//!   checks that nothing it already read changed since it started, loads
+//!   the app and sends `READY=1` like any new child, or says
+//!   `X_LISTENFD_STANDBY=stale PATH` and the launcher starts a cold child.
+
+/// The environment variable a child reads.
+pub const ENV: &str = "LISTENFD_STANDBY";
+pub const OFFER: &str = "offer";
+pub const WAIT: &str = "wait";
+/// The notification field a child answers with.
+pub const FIELD: &str = "X_LISTENFD_STANDBY";
+/// Wakes a waiting standby (a signal no supported server uses).
+pub const WAKE_SIGNAL: i32 = libc::SIGUSR1;
+
+/// What a child said in [`FIELD`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Report {
+    /// With its READY=1: it can stand by.
+    Supported,
+    /// A standby reached the point where it waits to be woken.
+    Waiting,
+    /// A woken standby had already read this file, changed since.
+    Stale(String),
+    /// Something this launcher does not know: ignored.
+    Unknown,
+}
+
+pub fn parse_report(value: &str) -> Report {
+    match value.split_once(' ') {
+        _ if value == "supported" => Report::Supported,
+        _ if value == "waiting" => Report::Waiting,
+        Some(("stale", path)) => Report::Stale(path.to_owned()),
+        _ if value == "stale" => Report::Stale("a file it had read".to_owned()),
+        _ => Report::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports() {
+        let cases = [
+            ("supported", Report::Supported),
+            ("waiting", Report::Waiting),
+            ("stale /src/conf.py", Report::Stale("/src/conf.py".into())),
+            ("stale /a b.py", Report::Stale("/a b.py".into())),
+            ("stale", Report::Stale("a file it had read".into())),
+            ("", Report::Unknown),
+            ("Waiting", Report::Unknown),
+            ("supported yes", Report::Unknown),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_report(value), expected, "{value:?}");
+        }
+    }
+}
