@@ -11,12 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPORT, free_port, python_env
+from conftest import REPORT, free_port, python_env, wait_for
 from e2e.loadgen import Load, assert_nothing_dropped, wait_serving
 from granian_helpers import APPS, GRANIAN, granian_argv, start_activated, stop, tcp_listener
 
@@ -73,26 +74,36 @@ def test_listenfd_run_restarts_drop_nothing(mode: str) -> None:
 
 
 def test_watch_edits_drop_nothing(tmp_path: Path) -> None:
+    """Each edit is served by the woken standby (tests/test_standby.py)."""
     app = tmp_path / "hello.py"
     shutil.copy(APPS / "hello.py", app)
     port = free_port()
     proc = launcher(port, "--watch", str(tmp_path), cwd=tmp_path)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
     edits = 0
 
     def edit() -> None:
         nonlocal edits
         edits += 1
+        wait_for(lambda: "".join(lines).count("is waiting") >= edits, 60, "the standby to wait")
         with app.open("a") as f:
             f.write(f"# edit {edits}\n")
 
     try:
         wait_serving(port)
-        load = restarts_under_load(port, edit, "listenfd run --watch, file edits")
+        load = restarts_under_load(port, edit, "listenfd run --watch, file edits (standby)")
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=60)
+        proc.stderr.close()
+    err = "".join(lines)
     assert_nothing_dropped(load)
     assert err.count("restarting:") == RESTARTS, err
+    assert err.count("(waking standby pid") == RESTARTS, err
 
 
 @pytest.mark.parametrize("defer", [0, 1])

@@ -177,14 +177,26 @@ def run(tmp_path: Path) -> Iterator[list[Run]]:
         r.stop()
 
 
-def granian(app: str = "app:app") -> list[str]:
-    return [str(BIN / "granian"), *GRANIAN, app]
+def granian(app: str = "app:app", start_method: str | None = None) -> list[str]:
+    if start_method is None:
+        return [str(BIN / "granian"), *GRANIAN, app]
+    code = (
+        "import multiprocessing, sys; "
+        f"multiprocessing.set_start_method({start_method!r}); "
+        "from granian.cli import entrypoint; sys.argv[0] = 'granian'; entrypoint()"
+    )
+    return [sys.executable, "-c", code, *GRANIAN, app]
 
 
-def test_the_woken_standby_serves_the_edited_code(tmp_path: Path, run: list[Run]) -> None:
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_the_woken_standby_serves_the_edited_code(
+    tmp_path: Path, run: list[Run], start_method: str
+) -> None:
+    """Granian forks its workers by default; spawned ones are new interpreters
+    that wait the same way."""
     app = tmp_path / "app.py"
     app.write_text(APP.format(source='VALUE = "v0"'))
-    r = Run(tmp_path, granian())
+    r = Run(tmp_path, granian(start_method=start_method))
     run.append(r)
     first = r.until("v0")
     edits = 4

@@ -1,0 +1,784 @@
+//! Every transition, played with fake children and a fake clock.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::*;
+use crate::launcher::signals::{exited, killed};
+
+#[derive(Default)]
+struct World {
+    next_pid: u32,
+    spawned: Vec<u32>,
+    signals: Vec<(u32, i32)>,
+    /// Process groups with something left in them, and what they got.
+    groups: HashMap<u32, Vec<i32>>,
+    /// Orphans reparented to the launcher.
+    orphans: Vec<u32>,
+    /// orphan -> the child it came from, where the world can tell
+    orphan_owners: HashMap<u32, u32>,
+    fail_spawn: bool,
+    /// Children started as standbys.
+    standbys: Vec<u32>,
+    /// What `environment_changed` answers.
+    env_changed: bool,
+    /// child -> its descendants
+    descendants: HashMap<u32, Vec<u32>>,
+}
+
+#[derive(Clone, Default)]
+struct FakeChildren(Rc<RefCell<World>>);
+
+impl Children for FakeChildren {
+    fn spawn(&mut self, _store: &FdStore, start: Start) -> Result<(u32, String)> {
+        let mut w = self.0.borrow_mut();
+        if w.fail_spawn {
+            return Err(crate::Error::os(
+                "cannot execute app",
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
+        w.next_pid += 1;
+        let pid = 100 + w.next_pid;
+        w.spawned.push(pid);
+        if start == Start::Standby {
+            w.standbys.push(pid);
+        }
+        Ok((pid, "app".into()))
+    }
+    fn environment_changed(&mut self, _pid: u32) -> bool {
+        self.0.borrow().env_changed
+    }
+    fn signal(&mut self, pid: u32, signal: i32) {
+        let mut w = self.0.borrow_mut();
+        w.signals.push((pid, signal));
+        if signal == libc::SIGKILL {
+            w.orphans.retain(|&p| p != pid);
+        }
+    }
+    fn is_descendant(&self, pid: u32, child: u32) -> bool {
+        self.0
+            .borrow()
+            .descendants
+            .get(&child)
+            .is_some_and(|d| d.contains(&pid))
+    }
+    fn signal_group(&mut self, pgid: u32, signal: i32) {
+        let mut w = self.0.borrow_mut();
+        if let Some(got) = w.groups.get_mut(&pgid) {
+            got.push(signal);
+            if signal == libc::SIGKILL {
+                w.groups.remove(&pgid);
+            }
+        }
+    }
+    fn group_alive(&self, pgid: u32) -> bool {
+        self.0.borrow().groups.contains_key(&pgid)
+    }
+    fn orphans(&mut self, known: &[u32]) -> Vec<u32> {
+        let w = self.0.borrow();
+        w.orphans
+            .iter()
+            .copied()
+            .filter(|p| !known.contains(p))
+            .filter(|p| w.orphan_owners.get(p).is_none_or(|o| !known.contains(o)))
+            .collect()
+    }
+    fn alive(&mut self, pid: u32) -> bool {
+        self.0.borrow().orphans.contains(&pid)
+    }
+}
+
+#[derive(Clone)]
+struct FakeClock(Rc<Cell<Instant>>);
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.0.get()
+    }
+}
+
+struct Harness {
+    engine: Engine<FakeChildren, FakeClock>,
+    world: Rc<RefCell<World>>,
+    clock: Rc<Cell<Instant>>,
+    status: watch::Receiver<Status>,
+}
+
+fn policy(mode: RestartMode) -> Policy {
+    Policy {
+        restart_mode: mode,
+        ready_timeout: Duration::from_secs(30),
+        ready_delay: Duration::from_secs(2),
+        stop_timeout: Duration::from_secs(10),
+        stop_signal: libc::SIGTERM,
+        notify_access_all: false,
+        debounce: Duration::from_millis(100),
+        standby: true,
+    }
+}
+
+fn started(mode: RestartMode) -> Harness {
+    let children = FakeChildren::default();
+    let world = children.0.clone();
+    let clock = Rc::new(Cell::new(Instant::now()));
+    let (tx, status) = watch::channel(Status::default());
+    let mut engine = Engine::new(policy(mode), children, FakeClock(clock.clone()), tx);
+    engine.start().unwrap();
+    Harness {
+        engine,
+        world,
+        clock,
+        status,
+    }
+}
+
+fn ready_msg(pid: u32) -> Notification {
+    Notification {
+        pid: Some(pid),
+        fields: vec![("READY".into(), "1".into())],
+        fds: Vec::new(),
+    }
+}
+
+impl Harness {
+    fn advance(&mut self, by: Duration) {
+        self.clock.set(self.clock.get() + by);
+        if self
+            .engine
+            .next_deadline()
+            .is_some_and(|d| d <= self.clock.get())
+        {
+            self.engine.on_deadline();
+        }
+    }
+    fn ready(&mut self, pid: u32) {
+        self.engine.on_notification(ready_msg(pid));
+    }
+    fn restart(&mut self) -> oneshot::Receiver<RestartResult> {
+        let (tx, rx) = oneshot::channel();
+        self.engine.request_restart(tx);
+        rx
+    }
+    fn spawned(&self) -> Vec<u32> {
+        self.world.borrow().spawned.clone()
+    }
+    fn signals(&self) -> Vec<(u32, i32)> {
+        self.world.borrow().signals.clone()
+    }
+    fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+    fn log(&mut self) -> String {
+        self.engine.take_log().join("\n")
+    }
+}
+
+const TERM: i32 = libc::SIGTERM;
+const KILL: i32 = libc::SIGKILL;
+
+#[test]
+fn first_child_ready_by_notification_or_delay() {
+    let mut h = started(RestartMode::Overlap);
+    assert_eq!(h.status().pid, Some(101));
+    assert!(!h.status().ready);
+    h.ready(101);
+    assert!(h.status().ready);
+
+    let mut silent = started(RestartMode::Overlap);
+    silent.advance(Duration::from_millis(1999));
+    assert!(!silent.status().ready);
+    silent.advance(Duration::from_millis(1));
+    assert!(
+        silent.status().ready,
+        "--ready-delay for a child that never notifies"
+    );
+    assert!(silent
+        .log()
+        .contains("no notification within --ready-delay 2s"));
+}
+
+#[test]
+fn overlap_hands_off_on_ready() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let mut answer = h.restart();
+    assert_eq!(h.spawned(), [101, 102], "the new child starts first");
+    assert!(h.signals().is_empty(), "the old one serves meanwhile");
+    assert_eq!(h.status().pid, Some(101));
+    h.ready(102);
+    assert_eq!(h.signals(), [(101, TERM)], "then the old one stops");
+    assert_eq!(h.status().pid, Some(102));
+    assert!(
+        answer.try_recv().is_err(),
+        "not done while the old one still runs"
+    );
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(
+        answer.try_recv(),
+        Ok(Ok(102)),
+        "done: only the new one serves"
+    );
+    assert!(h
+        .log()
+        .contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
+}
+
+#[test]
+fn stop_start_stops_first() {
+    let mut h = started(RestartMode::StopStart);
+    h.ready(101);
+    let mut answer = h.restart();
+    assert_eq!(h.signals(), [(101, TERM)]);
+    assert_eq!(
+        h.spawned(),
+        [101],
+        "nothing starts before the old one is gone"
+    );
+    assert_eq!(h.status().pid, None);
+    h.engine.on_exit(101, exited(0));
+    assert_eq!(h.spawned(), [101, 102]);
+    h.ready(102);
+    assert_eq!(answer.try_recv(), Ok(Ok(102)));
+}
+
+#[test]
+fn new_child_failing_before_ready_keeps_the_old_one() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let mut answer = h.restart();
+    h.engine.on_exit(102, exited(3));
+    let why = answer.try_recv().unwrap().unwrap_err();
+    assert_eq!(
+        why,
+        "the new child pid 102 exited before it was ready (exit status 3); \
+         pid 101 keeps serving"
+    );
+    assert!(h.signals().is_empty());
+    assert_eq!(h.status().pid, Some(101));
+    assert!(h.status().ready);
+    assert_eq!(h.status().failures, 1);
+}
+
+#[test]
+fn ready_timeout_gives_the_new_child_up() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let mut answer = h.restart();
+    // It notifies (so --ready-delay does not apply), but never READY=1.
+    h.engine.on_notification(Notification {
+        pid: Some(102),
+        fields: vec![("STATUS".into(), "loading".into())],
+        fds: Vec::new(),
+    });
+    h.advance(Duration::from_secs(29));
+    assert!(answer.try_recv().is_err(), "still waiting");
+    h.advance(Duration::from_secs(1));
+    let why = answer.try_recv().unwrap().unwrap_err();
+    assert!(
+        why.contains("not ready within --ready-timeout 30.0s"),
+        "{why}"
+    );
+    assert_eq!(h.signals(), [(102, TERM)]);
+    assert_eq!(h.status().pid, Some(101));
+    // ... and is killed if it ignores the stop signal.
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.signals(), [(102, TERM), (102, KILL)]);
+}
+
+#[test]
+fn sighup_during_a_hand_off_supersedes_the_pending_child() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let mut first = h.restart();
+    h.engine.on_hangup();
+    assert_eq!(h.spawned(), [101, 102, 103]);
+    assert_eq!(h.signals(), [(102, TERM)], "the superseded one stops");
+    // A late READY=1 from the superseded child changes nothing.
+    h.ready(102);
+    assert_eq!(h.status().pid, Some(101));
+    h.ready(103);
+    assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
+    assert_eq!(h.status().pid, Some(103));
+    h.engine.on_exit(102, killed(TERM));
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(
+        first.try_recv(),
+        Ok(Ok(103)),
+        "the waiter gets the newest child"
+    );
+    assert_eq!(h.status().pid, Some(103));
+}
+
+#[test]
+fn crash_backs_off_and_a_change_restarts_at_once() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    h.engine.on_exit(101, killed(KILL));
+    assert_eq!(h.status().pid, None);
+    assert!(h.log().contains("restarting in 0.1s"));
+    h.advance(Duration::from_millis(100));
+    assert_eq!(h.spawned(), [101, 102]);
+    // Crashing before ready doubles the back-off each time.
+    h.engine.on_exit(102, exited(1));
+    assert!(h.log().contains("restarting in 0.2s"));
+    h.advance(Duration::from_millis(200));
+    h.engine.on_exit(103, exited(1));
+    assert!(h.log().contains("restarting in 0.4s"));
+    // A file change does not wait for the back-off.
+    h.engine.on_change("app.py".into());
+    h.advance(Duration::from_millis(100));
+    assert_eq!(h.spawned(), [101, 102, 103, 104]);
+    assert!(h.log().contains("restarting: app.py changed"));
+    h.ready(104);
+    h.engine.on_exit(104, exited(1));
+    assert!(
+        h.log().contains("restarting in 0.1s"),
+        "ready resets the back-off"
+    );
+}
+
+#[test]
+fn changes_are_debounced_into_one_restart() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    for _ in 0..5 {
+        h.engine.on_change("a.py".into());
+        h.advance(Duration::from_millis(50));
+    }
+    h.engine.on_change("b.py".into());
+    h.advance(Duration::from_millis(50));
+    assert_eq!(h.spawned(), [101], "still changing");
+    h.advance(Duration::from_millis(50));
+    assert_eq!(h.spawned(), [101, 102]);
+    assert!(
+        h.log().contains("restarting: b.py changed"),
+        "the last file changed"
+    );
+}
+
+#[test]
+fn stop_during_a_hand_off_stops_both_and_returns_the_current_status() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let mut answer = h.restart();
+    h.engine.begin_shutdown("SIGTERM");
+    assert_eq!(
+        answer.try_recv(),
+        Ok(Err("the launcher is stopping".into()))
+    );
+    let mut signalled: Vec<_> = h.signals();
+    signalled.sort_unstable();
+    assert_eq!(signalled, [(101, TERM), (102, TERM)]);
+    assert!(!h.engine.finished());
+    h.engine.on_exit(102, killed(TERM));
+    assert!(!h.engine.finished());
+    h.engine.on_exit(101, exited(7));
+    assert!(h.engine.finished());
+    assert_eq!(h.engine.exit_code(), 7, "the serving child's status");
+    h.engine.on_hangup();
+    assert_eq!(
+        h.spawned(),
+        [101, 102],
+        "nothing starts after shutdown began"
+    );
+}
+
+#[test]
+fn notifications_from_strangers_are_ignored() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(999);
+    assert!(!h.status().ready);
+    assert!(h.log().contains("ignored a notification from pid 999"));
+    h.engine.on_notification(Notification {
+        pid: None,
+        fields: vec![("READY".into(), "1".into())],
+        fds: Vec::new(),
+    });
+    assert!(!h.status().ready, "no credentials, no trust");
+    h.world.borrow_mut().descendants.insert(101, vec![555]);
+    h.ready(555);
+    assert!(
+        !h.status().ready,
+        "a descendant only with --notify-access all"
+    );
+    h.engine.policy.notify_access_all = true;
+    h.ready(555);
+    assert!(h.status().ready);
+}
+
+#[test]
+fn a_spawn_failure_keeps_the_old_child_or_backs_off() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    h.world.borrow_mut().fail_spawn = true;
+    let mut answer = h.restart();
+    assert!(answer
+        .try_recv()
+        .unwrap()
+        .unwrap_err()
+        .contains("cannot execute app"));
+    assert_eq!(h.status().pid, Some(101));
+    let mut h = started(RestartMode::StopStart);
+    h.ready(101);
+    h.world.borrow_mut().fail_spawn = true;
+    drop(h.restart());
+    h.engine.on_exit(101, exited(0));
+    assert!(h.log().contains("cannot start the child"));
+    h.world.borrow_mut().fail_spawn = false;
+    h.advance(Duration::from_millis(100));
+    assert_eq!(h.spawned(), [101, 102], "retried after the back-off");
+}
+
+#[test]
+fn fd_store_messages() {
+    use std::os::unix::net::UnixStream;
+    let mut h = started(RestartMode::Overlap);
+    let (a, _b) = UnixStream::pair().unwrap();
+    h.engine.on_notification(Notification {
+        pid: Some(101),
+        fields: vec![
+            ("FDSTORE".into(), "1".into()),
+            ("FDNAME".into(), "web".into()),
+            ("READY".into(), "1".into()),
+        ],
+        fds: vec![a.into()],
+    });
+    assert_eq!(h.engine.fd_store.len(), 1);
+    assert!(h.status().ready, "READY=1 in the same datagram counts");
+    h.engine.on_notification(Notification {
+        pid: Some(101),
+        fields: vec![
+            ("FDSTOREREMOVE".into(), "1".into()),
+            ("FDNAME".into(), "web".into()),
+        ],
+        fds: Vec::new(),
+    });
+    assert!(h.engine.fd_store.is_empty());
+    assert!(h.log().contains("removed 1 stored fd(s) named \"web\""));
+}
+
+fn upstream(h: &mut Harness) -> Vec<String> {
+    h.engine
+        .take_upstream()
+        .into_iter()
+        .map(|u| match u {
+            Upstream::Status(text) => format!("STATUS={text}"),
+            Upstream::Watchdog(value) => format!("WATCHDOG={value}"),
+            Upstream::FdStore { name, fds } => format!("FDSTORE {name} {}", fds.len()),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn message(pid: u32, fields: &[(&str, &str)]) -> Notification {
+    Notification {
+        pid: Some(pid),
+        fields: fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        fds: Vec::new(),
+    }
+}
+
+#[test]
+fn upstream_relay_of_an_overlap_hand_off() {
+    let mut h = started(RestartMode::Overlap);
+    h.engine
+        .on_notification(message(101, &[("STATUS", "loading"), ("WATCHDOG", "1")]));
+    h.ready(101);
+    assert_eq!(upstream(&mut h), ["STATUS=loading", "WATCHDOG=1", "Ready"]);
+    drop(h.restart());
+    assert_eq!(upstream(&mut h), ["Reloading"]);
+    // Only the serving child's pings count; both children's status shows.
+    h.engine
+        .on_notification(message(102, &[("WATCHDOG", "1"), ("STATUS", "new")]));
+    h.engine.on_notification(message(101, &[("WATCHDOG", "1")]));
+    h.engine
+        .on_notification(message(102, &[("EXTEND_TIMEOUT_USEC", "5000000")]));
+    h.ready(102);
+    assert_eq!(
+        upstream(&mut h),
+        ["STATUS=new", "WATCHDOG=1", "ExtendTimeout(\"5000000\")"]
+    );
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(
+        upstream(&mut h),
+        ["Ready"],
+        "the hand-off ends with the old one gone"
+    );
+    h.engine.on_notification(message(101, &[("MAINPID", "1")]));
+    h.engine.begin_shutdown("SIGTERM");
+    assert_eq!(
+        upstream(&mut h),
+        ["Stopping"],
+        "MAINPID= is not a child's to send"
+    );
+}
+
+#[test]
+fn upstream_relay_of_a_failed_hand_off_and_of_stop_start() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    upstream(&mut h);
+    drop(h.restart());
+    h.engine.on_exit(102, exited(1));
+    assert_eq!(
+        upstream(&mut h),
+        ["Reloading", "Ready"],
+        "the old one keeps serving"
+    );
+
+    let mut h = started(RestartMode::StopStart);
+    h.ready(101);
+    upstream(&mut h);
+    let mut answer = h.restart();
+    h.engine.on_exit(101, exited(0));
+    assert_eq!(upstream(&mut h), ["Reloading"]);
+    h.ready(102);
+    assert_eq!(upstream(&mut h), ["Ready"]);
+    assert_eq!(answer.try_recv(), Ok(Ok(102)));
+}
+
+fn supported_ready(pid: u32) -> Notification {
+    message(pid, &[("READY", "1"), (standby::FIELD, "supported")])
+}
+
+fn waiting(pid: u32) -> Notification {
+    message(pid, &[(standby::FIELD, "waiting")])
+}
+
+const WAKE: i32 = standby::WAKE_SIGNAL;
+
+/// Started, serving, a standby (102) started; `waits`: it said so.
+fn with_standby(waits: bool) -> Harness {
+    let mut h = started(RestartMode::Overlap);
+    h.engine.on_notification(supported_ready(101));
+    let standbys = h.world.borrow().standbys.clone();
+    assert_eq!(standbys, [102], "{}", h.log());
+    if waits {
+        h.engine.on_notification(waiting(102));
+    }
+    h
+}
+
+fn change(h: &mut Harness) {
+    h.engine.on_change("app.py".into());
+    h.advance(Duration::from_millis(100));
+}
+
+#[test]
+fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
+    let mut h = with_standby(true);
+    assert!(h.log().contains("standby pid 102 is waiting"));
+    assert_eq!(
+        h.status().pid,
+        Some(101),
+        "a standby is not the serving child"
+    );
+    change(&mut h);
+    assert_eq!(h.signals(), [(102, WAKE)]);
+    assert!(h
+        .log()
+        .contains("restarting: app.py changed (waking standby pid 102)"));
+    assert_eq!(h.spawned(), [101, 102], "no cold start");
+    h.engine.on_notification(supported_ready(102));
+    assert_eq!(h.signals(), [(102, WAKE), (101, TERM)]);
+    assert_eq!(h.status().pid, Some(102));
+    assert!(
+        h.world.borrow().standbys == [102],
+        "not before the old one is gone"
+    );
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(h.world.borrow().standbys, [102, 103]);
+    h.engine.on_notification(waiting(103));
+    change(&mut h);
+    assert_eq!(h.signals().last(), Some(&(103, WAKE)));
+}
+
+#[test]
+fn a_woken_standby_is_given_up_like_any_new_child() {
+    let mut h = with_standby(true);
+    change(&mut h);
+    h.advance(Duration::from_secs(31));
+    assert!(h.log().contains("not ready within --ready-timeout"));
+    assert_eq!(h.status().pid, Some(101), "the old one keeps serving");
+}
+
+#[test]
+fn no_standby_for_a_command_that_does_not_say_it_supports_one() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    change(&mut h);
+    h.ready(102);
+    h.engine.on_exit(101, killed(TERM));
+    assert!(h.world.borrow().standbys.is_empty());
+    assert_eq!(h.signals(), [(101, TERM)]);
+
+    let mut off = started(RestartMode::Overlap);
+    off.engine.policy.standby = false;
+    off.engine.on_notification(supported_ready(101));
+    assert!(off.world.borrow().standbys.is_empty(), "--no-standby");
+}
+
+#[test]
+fn cold_starts_instead_of_a_standby_that_cannot_serve_the_change() {
+    // Not waiting yet.
+    let mut h = with_standby(false);
+    change(&mut h);
+    assert_eq!(h.signals(), [(102, TERM)]);
+    assert!(h.log().contains("not standing by yet"));
+    assert_eq!(h.spawned(), [101, 102, 103]);
+    // The --env-file changed since it started.
+    let mut h = with_standby(true);
+    h.world.borrow_mut().env_changed = true;
+    change(&mut h);
+    assert_eq!(h.signals(), [(102, TERM)]);
+    assert!(h.log().contains("the --env-file changed"));
+    assert_eq!(h.spawned(), [101, 102, 103]);
+    // Any restart but a file change: the standby may hold what changed.
+    let mut h = with_standby(true);
+    h.engine.on_hangup();
+    assert_eq!(h.signals(), [(102, TERM)]);
+    assert_eq!(h.spawned(), [101, 102, 103]);
+}
+
+#[test]
+fn a_stale_standby_gives_way_to_a_cold_start() {
+    let mut h = with_standby(true);
+    change(&mut h);
+    h.engine
+        .on_notification(message(102, &[(standby::FIELD, "stale /src/conf.py")]));
+    assert_eq!(h.signals(), [(102, WAKE), (102, TERM)]);
+    assert!(h.log().contains("/src/conf.py changed after it was read"));
+    assert_eq!(h.spawned(), [101, 102, 103]);
+    h.engine.on_notification(supported_ready(103));
+    assert_eq!(h.status().pid, Some(103));
+    assert_eq!(h.signals().last(), Some(&(101, TERM)));
+}
+
+#[test]
+fn a_standby_that_serves_unwoken_is_stopped_and_not_tried_again() {
+    let mut h = with_standby(false);
+    h.engine
+        .on_notification(message(102, &[("READY", "1"), ("STATUS", "hi")]));
+    assert_eq!(h.signals(), [(102, TERM)]);
+    assert_eq!(
+        upstream(&mut h),
+        ["Ready"],
+        "nothing of the standby goes up"
+    );
+    assert_eq!(h.status().pid, Some(101));
+    change(&mut h);
+    h.engine.on_notification(supported_ready(103));
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(h.world.borrow().standbys, [102], "no standby any more");
+}
+
+#[test]
+fn a_standby_that_exits_is_replaced_after_the_next_hand_off() {
+    let mut h = with_standby(true);
+    h.engine.on_exit(102, exited(1));
+    assert!(h.log().contains("standby pid 102 exited"));
+    change(&mut h);
+    assert_eq!(h.spawned(), [101, 102, 103], "a cold start");
+    h.engine.on_notification(supported_ready(103));
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(h.world.borrow().standbys, [102, 104]);
+}
+
+#[test]
+fn shutdown_stops_the_standby_too() {
+    let mut h = with_standby(true);
+    h.engine.begin_shutdown("SIGTERM");
+    assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
+    h.engine.on_exit(101, killed(TERM));
+    assert!(!h.engine.finished());
+    h.engine.on_exit(102, killed(TERM));
+    assert!(h.engine.finished());
+}
+
+#[test]
+fn stored_fds_go_up_too() {
+    use std::os::unix::net::UnixStream;
+    let mut h = started(RestartMode::Overlap);
+    let (a, _b) = UnixStream::pair().unwrap();
+    h.engine.on_notification(Notification {
+        pid: Some(101),
+        fields: vec![
+            ("FDSTORE".into(), "1".into()),
+            ("FDNAME".into(), "web".into()),
+        ],
+        fds: vec![a.into()],
+    });
+    h.engine
+        .on_notification(message(101, &[("FDSTOREREMOVE", "1"), ("FDNAME", "web")]));
+    assert_eq!(
+        upstream(&mut h),
+        ["FDSTORE web 1", "FdStoreRemove(\"web\")"]
+    );
+}
+
+#[test]
+fn what_an_exited_child_left_in_its_group_is_stopped_then_killed() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    drop(h.restart());
+    h.ready(102);
+    // The old child leaves a helper behind in its group.
+    h.world.borrow_mut().groups.insert(101, Vec::new());
+    h.engine.on_exit(101, killed(TERM));
+    assert_eq!(h.world.borrow().groups[&101], [TERM]);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.world.borrow().groups[&101], [TERM], "not yet");
+    h.advance(Duration::from_secs(5));
+    assert!(
+        !h.world.borrow().groups.contains_key(&101),
+        "SIGKILL at --stop-timeout"
+    );
+    assert!(h.log().contains("pid 101's group did not stop: SIGKILL"));
+    // A group that empties by itself is just forgotten.
+    h.world.borrow_mut().groups.insert(102, Vec::new());
+    h.engine.begin_shutdown("SIGTERM");
+    h.engine.on_exit(102, exited(0));
+    assert!(!h.engine.finished(), "not while its group has processes");
+    h.world.borrow_mut().groups.remove(&102);
+    h.advance(GROUP_POLL);
+    assert!(h.engine.finished());
+}
+
+#[test]
+fn orphans_of_an_exited_child_are_stopped_too() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    // 101 forked a daemon (pid 500, its own session) and crashed.
+    h.world.borrow_mut().orphans.push(500);
+    h.engine.on_exit(101, killed(libc::SIGSEGV));
+    assert_eq!(h.signals(), [(500, TERM)]);
+    assert!(h
+        .log()
+        .contains("orphan pid 500 (a child's child): stopping it"));
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.signals(), [(500, TERM), (500, KILL)]);
+    assert!(h.world.borrow().orphans.is_empty());
+}
+
+#[test]
+fn the_new_childs_orphans_outlive_the_old_child() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let _done = h.restart();
+    h.ready(102);
+    // Both children forked a daemon; the old one is stopped now.
+    h.world.borrow_mut().orphans.extend([500, 501]);
+    h.world
+        .borrow_mut()
+        .orphan_owners
+        .extend([(500, 101), (501, 102)]);
+    assert_eq!(h.signals(), [(101, TERM)]);
+    h.engine.on_exit(101, killed(libc::SIGTERM));
+    assert_eq!(h.signals(), [(101, TERM), (500, TERM)]);
+    h.engine.on_exit(102, exited(0));
+    assert_eq!(h.signals(), [(101, TERM), (500, TERM), (501, TERM)]);
+}
