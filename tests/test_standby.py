@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -213,6 +214,28 @@ def test_the_woken_standby_serves_the_edited_code(
     assert r.log.count("restarting:") == edits, "each save is one restart"
     assert r.log.count("(waking standby pid") == edits, r.log
     assert r.log.count("started pid") == 1, "no cold start after the first"
+
+
+def test_a_vim_save_is_one_restart(tmp_path: Path, run: list[Run]) -> None:
+    """A save by real vim (a swap file .app.py.swp created, the file
+    rewritten, the swap file removed): one save, one restart, within the
+    default debounce; the swap file alone restarts nothing."""
+    vim = shutil.which("vim") or shutil.which("vim.tiny")
+    if vim is None:
+        pytest.skip("vim is not installed (.ci/run installs vim-tiny)")
+    app = tmp_path / "app.py"
+    app.write_text(APP.format(source='VALUE = "v0"'))
+    r = Run(tmp_path, granian())
+    run.append(r)
+    r.until("v0")
+    for n in (1, 2):
+        r.wait_log("is waiting", n)
+        # Ex mode, no vimrc: Vim's own defaults.
+        script = ["-c", f'%s/"v{n - 1}"/"v{n}"/', "-c", "wq"]
+        subprocess.run([vim, "-u", "NONE", "-N", "-es", *script, str(app)], check=True)
+        r.until(f"v{n}")
+    r.wait_log("is waiting", 3)
+    assert r.log.count("restarting:") == 2, r.log
 
 
 def test_an_edit_to_a_module_the_standby_imported_means_a_cold_start(
