@@ -216,6 +216,25 @@ def test_the_woken_standby_serves_the_edited_code(
     assert r.log.count("started pid") == 1, "no cold start after the first"
 
 
+def test_a_broken_edit_keeps_the_old_code_serving_and_a_standby_serves_the_fix(
+    tmp_path: Path, run: list[Run]
+) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(APP.format(source='VALUE = "v0"'))
+    r = Run(tmp_path, granian())
+    run.append(r)
+    r.until("v0")
+    r.wait_log("is waiting")
+    app.write_text(APP.format(source='VALUE = = "broken"'))
+    r.wait_log("keeps serving")
+    assert r.ask()[0] == "v0"
+    r.wait_log("is waiting", 2)
+    app.write_text(APP.format(source='VALUE = "v1"'))
+    r.until("v1")
+    assert r.log.count("(waking standby pid") == 2, r.log
+    assert r.log.count("started pid") == 1, "no cold start"
+
+
 def test_a_vim_save_is_one_restart(tmp_path: Path, run: list[Run]) -> None:
     """A save by real vim (a swap file .app.py.swp created, the file
     rewritten, the swap file removed): one save, one restart, within the

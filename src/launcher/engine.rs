@@ -364,6 +364,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
             self.reloading = false;
             self.upstream.push(Upstream::Ready);
         }
+        if self.current.as_ref().is_some_and(|c| c.ready) {
+            // The edit that broke the new child is usually fixed by the next.
+            self.start_standby();
+        }
     }
 
     fn say(&mut self, message: impl Into<String>) {

@@ -598,6 +598,20 @@ fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
 }
 
 #[test]
+fn after_an_edit_that_breaks_the_app_a_standby_waits_for_the_fix() {
+    let mut h = with_standby(true);
+    change(&mut h);
+    h.engine.on_exit(102, exited(1)); // SyntaxError in the edited app
+    assert!(h.log().contains("pid 101 keeps serving"));
+    assert_eq!(h.world.borrow().standbys, [102, 103]);
+    h.engine.on_notification(waiting(103));
+    change(&mut h);
+    assert_eq!(h.signals(), [(102, WAKE), (103, WAKE)]);
+    h.engine.on_notification(supported_ready(103));
+    assert_eq!(h.status().pid, Some(103));
+}
+
+#[test]
 fn a_woken_standby_is_given_up_like_any_new_child() {
     let mut h = with_standby(true);
     change(&mut h);
