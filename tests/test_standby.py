@@ -189,15 +189,24 @@ def granian(app: str = "app:app", start_method: str | None = None) -> list[str]:
     return [sys.executable, "-c", code, *GRANIAN, app]
 
 
-@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+SERVERS = {
+    # Granian forks its workers by default; spawned ones are new interpreters.
+    "granian": granian(),
+    "granian, spawned workers": granian(start_method="spawn"),
+    "uvicorn": [str(BIN / "uvicorn"), "--systemd-socket", "app:app"],
+    "uvicorn --workers 2": [str(BIN / "uvicorn"), "--systemd-socket", "--workers", "2", "app:app"],
+    "hypercorn -w 2": [str(BIN / "hypercorn"), "--systemd-socket", "-w", "2", "app:app"],
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
 def test_the_woken_standby_serves_the_edited_code(
-    tmp_path: Path, run: list[Run], start_method: str
+    tmp_path: Path, run: list[Run], server: str
 ) -> None:
-    """Granian forks its workers by default; spawned ones are new interpreters
-    that wait the same way."""
+    pytest.importorskip(server.split()[0].rstrip(","))
     app = tmp_path / "app.py"
     app.write_text(APP.format(source='VALUE = "v0"'))
-    r = Run(tmp_path, granian(start_method=start_method))
+    r = Run(tmp_path, SERVERS[server])
     run.append(r)
     first = r.until("v0")
     edits = 4
@@ -299,26 +308,43 @@ def test_a_changed_env_file_means_a_cold_start(tmp_path: Path, run: list[Run]) -
     assert "waking standby" not in r.log
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "granian --no-standby"])
+WSGI_APP = """import os
+VALUE = "{value}"
+
+def app(environ, start_response):
+    body = f"{{VALUE}} pid {{os.getpid()}}".encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "granian --no-standby"])
 def test_without_a_standby_every_edit_is_a_cold_start(
     tmp_path: Path, run: list[Run], server: str
 ) -> None:
-    """uvicorn does not opt in (yet); --no-standby turns standbys off."""
+    """gunicorn (socket activation built in, no notifications) does not opt
+    in; --no-standby turns standbys off."""
     pytest.importorskip(server.split()[0])
     app = tmp_path / "app.py"
-    app.write_text(APP.format(source='VALUE = "v0"'))
-    if server == "uvicorn":
-        command, options = [str(BIN / "uvicorn"), "--systemd-socket", "app:app"], []
+    if server == "gunicorn":
+        command = [str(BIN / "gunicorn"), "--workers", "2", "app:app"]
+        options = ["--ready-delay", "0.5"]
+        source = WSGI_APP.format
     else:
         command, options = granian(), ["--no-standby"]
+
+        def source(value: str) -> str:
+            return APP.format(source=f'VALUE = "{value}"')
+
+    app.write_text(source(value="v0"))
     r = Run(tmp_path, command, *options)
     run.append(r)
     r.until("v0")
     for n in (1, 2):
-        r.wait_log("is ready (READY=1)", n)
+        r.wait_log("is ready (", n)
         time.sleep(0.5)  # time enough for a standby to start, if there were one
-        app.write_text(APP.format(source=f'VALUE = "v{n}"'))
+        app.write_text(source(value=f"v{n}"))
         r.until(f"v{n}")
-    r.wait_log("is ready (READY=1)", 3)
+    r.wait_log("is ready (", 3)
     assert "started standby" not in r.log, r.log
     assert r.log.count("started pid") == 3

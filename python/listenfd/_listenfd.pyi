@@ -13,6 +13,9 @@ from typing import Final, Literal, final
 __all__ = [
     "DEFAULT_DEFER_ACCEPT_SECS",
     "SD_LISTEN_FDS_START",
+    "STANDBY_ENV",
+    "STANDBY_FIELD",
+    "STANDBY_WAKE_SIGNAL",
     "ActivationError",
     "InheritedSocket",
     "Launcher",
@@ -35,6 +38,16 @@ __version__: Final[str]
 
 SD_LISTEN_FDS_START: Final[int]
 """3: the first fd a service manager passes (``LISTEN_FDS_FIRST_FD`` may move it)."""
+
+STANDBY_ENV: Final[str]
+"""``LISTENFD_STANDBY``: what ``listenfd run --watch`` tells each child about
+the standby protocol (``offer``, or ``wait`` for a standby)."""
+
+STANDBY_FIELD: Final[str]
+"""``X_LISTENFD_STANDBY``: the notification field a child answers with."""
+
+STANDBY_WAKE_SIGNAL: Final[int]
+"""The signal that wakes a waiting standby (SIGURG)."""
 
 DEFAULT_DEFER_ACCEPT_SECS: Final[int]
 """1: the ``TCP_DEFER_ACCEPT`` seconds of ``listenfd run``'s ``http::``/``https::``

@@ -4,7 +4,7 @@ With ``--watch``, the launcher passes ``LISTENFD_STANDBY``: ``offer`` to a
 child started as usual, ``wait`` to a standby, the child it starts ahead of
 the next file change. A server that supports it says so with its READY=1
 (``X_LISTENFD_STANDBY=supported``). A standby gets as far as it can without
-the user's code, says ``X_LISTENFD_STANDBY=waiting`` and waits for SIGUSR1;
+the user's code, says ``X_LISTENFD_STANDBY=waiting`` and waits for SIGURG;
 woken, it first makes sure that no file it has already read (an imported
 module, a file named on its command line) changed since it started, then
 loads the app and sends READY=1 -- or says ``X_LISTENFD_STANDBY=stale PATH``
@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 
 from listenfd import notify
+from listenfd._listenfd import STANDBY_ENV as ENV
+from listenfd._listenfd import STANDBY_FIELD as FIELD
+from listenfd._listenfd import STANDBY_WAKE_SIGNAL as WAKE_SIGNAL
 from listenfd._serving import start_helper_thread
 
-ENV = "LISTENFD_STANDBY"
-FIELD = "X_LISTENFD_STANDBY"
-WAKE_SIGNAL = signal.SIGUSR1
 SUPPORTED = f"{FIELD}=supported"
 # File timestamps come from a clock that ticks every few ms, and the start
 # time of a process is known to 10 ms: a file changed this little before the

@@ -7,6 +7,10 @@ started); the main process counts the reports of the current generation and
 sends READY=1 (so ``NotifyAccess=main`` accepts it) when all have come and
 no old worker serves any more. A reload starts a new generation with
 RELOADING=1. The same events answer ``listenfd reload`` (`_control`).
+
+Under ``listenfd run --watch`` (`_standby`), READY=1 says the server can
+stand by; as a standby, each worker calls `Reporter.stand_by` before it
+loads the app, and waits there until the launcher wakes the main process.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from listenfd import _standby as standby
 from listenfd import notify
 from listenfd._control import ReloadFailed
 from listenfd._serving import start_helper_thread
@@ -31,21 +37,56 @@ class Reporter:
         self._readiness: WorkerReadiness | None = readiness
         self._writer: Any = readiness.writer
         self._generation = 0
+        self._gate: Any = None
+        self._threshold_ns = 0
 
     def __getstate__(self) -> dict[str, Any]:
         readiness = self._readiness
         generation = readiness.generation if readiness is not None else self._generation
-        return {"writer": self._writer, "generation": generation}
+        gate, threshold = self._standby()
+        return {
+            "writer": self._writer,
+            "generation": generation,
+            "gate": gate,
+            "threshold_ns": threshold,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._readiness = None
         self._writer = state["writer"]
         self._generation = state["generation"]
+        self._gate = state["gate"]
+        self._threshold_ns = state["threshold_ns"]
 
-    def __call__(self) -> None:
+    def _standby(self) -> tuple[Any, int]:
+        readiness = self._readiness
+        if readiness is not None:
+            return readiness.gate, readiness.threshold_ns
+        return self._gate, self._threshold_ns
+
+    def _send(self, *message: object) -> None:
         generation = self._readiness.generation if self._readiness else self._generation
         with contextlib.suppress(OSError):  # the main process is gone: nobody to tell
-            self._writer.send((generation, os.getpid()))
+            self._writer.send((generation, os.getpid(), *message))
+
+    def __call__(self) -> None:
+        self._send()
+
+    def stand_by(self) -> None:
+        """In a standby, before the app is loaded: wait to be woken, then go
+        on only if nothing this process has read changed since the main
+        process started. Returns at once otherwise."""
+        gate, threshold = self._standby()
+        if gate is None or gate.is_set():
+            return
+        self._send("waiting")
+        gate.wait()
+        path = standby.stale_file(threshold)
+        if path is None:
+            return
+        self._send("stale", path)
+        # Never serve what may be old code: the launcher stops this child.
+        threading.Event().wait()
 
 
 class WorkerReadiness:
@@ -61,17 +102,46 @@ class WorkerReadiness:
         # While a reload still has old workers serving, READY=1 waits.
         self.held = False
         self.failure: str | None = None
-        context = multiprocessing.get_context("spawn")
-        self.reader, self.writer = context.Pipe(duplex=False)
+        self.context = multiprocessing.get_context("spawn")
+        self.reader, self.writer = self.context.Pipe(duplex=False)
+        # `listenfd run --watch`'s standby (see the module).
+        self.standby_supported = False
+        self.gate: Any = None
+        self.threshold_ns = 0
+        self.standing_by: set[int] = set()
         self.reporter = Reporter(self)
         start_helper_thread(self._listen, "listenfd-readiness")
+
+    def use_standby(self, wait: bool) -> None:
+        """Say READY=1 can stand by; `wait`: this process is a standby."""
+        self.standby_supported = True
+        if not wait:
+            return
+        self.threshold_ns = standby.threshold_ns()
+        self.gate = self.context.Event()
+        standby.on_wake(self._woken)
+
+    def _woken(self) -> None:
+        path = standby.stale_file(self.threshold_ns, sys.orig_argv)
+        if path is not None:
+            standby.say_stale(path)
+        else:
+            self.gate.set()
 
     def _listen(self) -> None:
         while True:
             try:
-                generation, pid = self.reader.recv()
+                generation, pid, *said = self.reader.recv()
             except (EOFError, OSError):
                 return
+            if said == ["waiting"]:
+                self.standing_by.add(pid)
+                if len(self.standing_by) == self.workers:
+                    standby.say_waiting()
+                continue
+            if said[:1] == ["stale"]:
+                standby.say_stale(said[1])
+                continue
             with self.lock:
                 if generation != self.generation or self.ready_generation == generation:
                     continue  # a superseded generation, or a respawned worker
@@ -84,7 +154,8 @@ class WorkerReadiness:
         with self.lock:
             self.ready_generation = self.generation
             self.lock.notify_all()
-        notify.notify(f"READY=1\nSTATUS={self.status()}")
+        supported = f"\n{standby.SUPPORTED}" if self.standby_supported else ""
+        notify.notify(f"READY=1\nSTATUS={self.status()}{supported}")
 
     def reloading(self, hold: bool = False) -> None:
         """A reload starts; `hold`: old workers keep serving until `released`."""

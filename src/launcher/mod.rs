@@ -25,7 +25,6 @@ pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod spawn;
 pub mod spec;
-#[cfg(target_os = "linux")]
 pub mod standby;
 #[cfg(target_os = "linux")]
 pub mod watch;

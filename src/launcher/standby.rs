@@ -20,8 +20,10 @@ pub const OFFER: &str = "offer";
 pub const WAIT: &str = "wait";
 /// The notification field a child answers with.
 pub const FIELD: &str = "X_LISTENFD_STANDBY";
-/// Wakes a waiting standby (a signal no supported server uses).
-pub const WAKE_SIGNAL: i32 = libc::SIGUSR1;
+/// Wakes a waiting standby. No server catches SIGURG (uvicorn's and
+/// gunicorn's supervisors take SIGUSR1/2, SIGWINCH, SIGTTIN/OU), and a
+/// process that does not handle it ignores it.
+pub const WAKE_SIGNAL: i32 = libc::SIGURG;
 
 /// What a child said in [`FIELD`].
 #[derive(Debug, PartialEq, Eq)]

@@ -80,6 +80,15 @@ mod listenfd_module {
     const SD_LISTEN_FDS_START: i32 = crate::activation::SD_LISTEN_FDS_START;
 
     #[pymodule_export]
+    const STANDBY_ENV: &str = crate::launcher::standby::ENV;
+
+    #[pymodule_export]
+    const STANDBY_FIELD: &str = crate::launcher::standby::FIELD;
+
+    #[pymodule_export]
+    const STANDBY_WAKE_SIGNAL: i32 = crate::launcher::standby::WAKE_SIGNAL;
+
+    #[pymodule_export]
     const DEFAULT_DEFER_ACCEPT_SECS: u32 = crate::inspect::DEFAULT_DEFER_ACCEPT_SECS;
 
     #[pymodule_init]

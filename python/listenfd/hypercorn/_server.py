@@ -26,6 +26,7 @@ from typing import Any
 from hypercorn.config import Config, Sockets
 
 from listenfd import _control as control
+from listenfd import _standby as standby
 from listenfd._bind import Address, describe_address
 from listenfd._serving import StderrLog, Unservable, Wanted, take
 from listenfd._workers import Reporter, WorkerReadiness
@@ -215,6 +216,9 @@ def _serve(kind: str, config: Config, sockets: Any, shutdown_event: Any) -> None
     module, name = _WORKERS[kind]
     real = _originals.get(kind) or getattr(importlib.import_module(module), name)
     report = getattr(config, "listenfd_report", None)
+    if report is not None:
+        # A standby waits here, before hypercorn loads the app.
+        report.stand_by()
     if shutdown_event is not None:
         servers: list[Any] = []
         if kind in ("asyncio", "uvloop"):
@@ -260,6 +264,9 @@ def serve(
         return f"Listening at {where}, {workers} worker(s)"
 
     _readiness = WorkerReadiness(workers, status)
+    role = standby.take_role()
+    if role is not None and not config.use_reloader:
+        _readiness.use_standby(wait=role == "wait")
     config.listenfd_report = _readiness.reporter
     control.serve("Hypercorn", _reload, _log)
     import hypercorn.run

@@ -26,6 +26,7 @@ from uvicorn.supervisors.basereload import BaseReload
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from listenfd import _control as control
+from listenfd import _standby as standby
 from listenfd import notify
 from listenfd._bind import describe_address
 from listenfd._serving import Unservable, Wanted, take
@@ -75,6 +76,9 @@ class SystemdConfig(Config):
         _choose(self, settings)
         workers = 1 if self.should_reload else self.workers
         _readiness = WorkerReadiness(workers, _status_of(self, workers))
+        role = standby.take_role()
+        if role is not None and not self.should_reload:
+            _readiness.use_standby(wait=role == "wait")
         self.listenfd_report = _readiness.reporter
         control.serve("Uvicorn", lambda: _reload(self), _logger)
 
@@ -84,6 +88,16 @@ class SystemdConfig(Config):
         _logger.info(f"Uvicorn running on {_choice.url} ({_choice.source}) (Press CTRL+C to quit)")
         _choice.sock.set_inheritable(True)
         return _choice.sock
+
+    def load_app(self) -> Any:
+        # uvicorn.main.run() imports the app early in a single process, to
+        # fail before serving: a standby waits before that. (Were the app
+        # imported anywhere sooner, the standby would find it stale on the
+        # next edit and the launcher would start a new child: slower, never
+        # wrong.)
+        if self.listenfd_report is not None:
+            self.listenfd_report.stand_by()
+        return super().load_app()
 
     def in_main_process(self) -> bool:
         return os.getpid() == self.listenfd_main_pid
@@ -184,6 +198,10 @@ class SystemdServer(Server):
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         if sockets is None and _choice is not None and self.config.in_main_process():
             sockets = [self.config.bind_socket()]
+        report = self.config.listenfd_report
+        if report is not None:
+            # A standby waits here, before config.load() imports the app.
+            report.stand_by()
         return super().run(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
