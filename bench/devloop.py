@@ -9,7 +9,9 @@ max), connections refused and requests failed meanwhile. Scenarios, in one
 run, the same Granian (1 worker): `granian --reload` (Granian's own
 reloader), `listenfd run --watch --no-standby` (every change starts a new
 child cold) and `listenfd run --watch` (a change wakes the standby child,
-started ahead and waiting before the app). For the launcher, its own log
+started ahead and waiting before the app); then uvicorn (1 process):
+`uvicorn --reload` and `listenfd run --watch` with its standby. For the
+launcher, its own log
 lines, timestamped as they arrive, split the time up: the change seen
 (watcher and debounce), a new child started (cold starts only), its READY=1,
 the first answer from the new code.
@@ -95,8 +97,30 @@ def lines_of(proc: subprocess.Popen[str], sink: queue.Queue[tuple[float, str]]) 
         sink.put((time.monotonic(), line))
 
 
-COLD = "listenfd run --watch --no-standby"
-STANDBY = "listenfd run --watch (standby)"
+UVICORN = ["--log-level", "warning", "app:app"]
+# scenario -> (server, its own reloader's scenario to compare with)
+SCENARIOS = {
+    "granian --reload": ("granian", None),
+    "listenfd run --watch --no-standby, granian": ("granian", "granian --reload"),
+    "listenfd run --watch, granian (standby)": ("granian", "granian --reload"),
+    "uvicorn --reload": ("uvicorn", None),
+    "listenfd run --watch, uvicorn (standby)": ("uvicorn", "uvicorn --reload"),
+}
+
+
+def command(kind: str, port: int, d: str, debounce: int | None) -> list[str]:
+    server = SCENARIOS[kind][0]
+    if kind == "granian --reload":
+        return [str(BIN / "granian"), "--port", str(port), "--reload", *GRANIAN]
+    if kind == "uvicorn --reload":
+        return [str(BIN / "uvicorn"), "--port", str(port), "--reload", *UVICORN]
+    own = GRANIAN if server == "granian" else UVICORN
+    return [
+        *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", "--watch", d],
+        *(["--no-standby"] if "--no-standby" in kind else []),
+        *([] if debounce is None else ["--debounce", str(debounce)]),
+        *["--", str(BIN / server), "--systemd-socket", *own],
+    ]
 
 
 def scenario(kind: str, edits: int, debounce: int | None) -> dict[str, list[float] | int]:
@@ -104,15 +128,7 @@ def scenario(kind: str, edits: int, debounce: int | None) -> dict[str, list[floa
         app = Path(d) / "app.py"
         app.write_text(APP.format(version=0))
         port = free_port()
-        if kind == "granian --reload":
-            argv = [str(BIN / "granian"), "--port", str(port), "--reload", *GRANIAN]
-        else:
-            argv = [
-                *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", "--watch", d],
-                *(["--no-standby"] if kind == COLD else []),
-                *([] if debounce is None else ["--debounce", str(debounce)]),
-                *["--", str(BIN / "granian"), "--systemd-socket", *GRANIAN],
-            ]
+        argv = command(kind, port, d, debounce)
         proc = subprocess.Popen(
             argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -154,15 +170,16 @@ def main() -> None:
         "--debounce", type=int, default=None, help="listenfd run --debounce MS (default: its own)"
     )
     args = parser.parse_args()
-    if not shutil.which(str(BIN / "granian")):
-        raise SystemExit("granian is not installed in this environment")
-    kinds = ["granian --reload", COLD, STANDBY]
+    for server in ("granian", "uvicorn"):
+        if not shutil.which(str(BIN / server)):
+            raise SystemExit(f"{server} is not installed in this environment")
+    kinds = list(SCENARIOS)
     results = {kind: scenario(kind, args.edits, args.debounce) for kind in kinds}
     debounce = "its default" if args.debounce is None else f"{args.debounce} ms"
     print(
         f"# bench/devloop.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
-        f"{platform.python_version()}; Granian 1 worker, {args.edits} edits each, "
-        f"listenfd --debounce {debounce}"
+        f"{platform.python_version()}; Granian 1 worker, uvicorn 1 process, {args.edits} "
+        f"edits each, listenfd --debounce {debounce}"
     )
     print()
     print("| scenario | edit -> served, median ms | max ms | refused | failed |")
@@ -174,15 +191,18 @@ def main() -> None:
             f"| {kind} | {statistics.median(served):.0f} | {max(served):.0f} | "
             f"{r['refused']} | {r['failed']} |"
         )
-    base = statistics.median(results[kinds[0]]["served"])  # type: ignore[arg-type]
     print()
-    for kind in kinds[1:]:
-        ratio = statistics.median(results[kind]["served"]) / base  # type: ignore[arg-type]
-        print(f"{kind} / granian --reload: {ratio:.2f}")
+    ours = [kind for kind in kinds if SCENARIOS[kind][1] is not None]
+    for kind in ours:
+        base = SCENARIOS[kind][1]
+        ratio = statistics.median(results[kind]["served"]) / statistics.median(  # type: ignore[arg-type]
+            results[base]["served"]  # type: ignore[arg-type,index]
+        )
+        print(f"{kind} / {base}: {ratio:.2f}")
     print("\nWhere the time goes (median ms after the save):\n")
     print("| scenario | change seen | child started | READY=1 | new code served |")
     print("|---|---:|---:|---:|---:|")
-    for kind in kinds[1:]:
+    for kind in ours:
         r = results[kind]
         cells = [
             f"{statistics.median(v):.0f}" if isinstance(v := r[step], list) and v else "-"
