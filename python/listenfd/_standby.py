@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
+from typing import Any
 
 from listenfd import notify
 from listenfd._listenfd import STANDBY_ENV as ENV
@@ -100,16 +101,43 @@ def threshold_ns() -> int:
     return this_process_start_ns() - MARGIN_NS
 
 
-def on_wake(callback: Callable[[], None]) -> None:
-    """Run ``callback`` on a helper thread when the launcher wakes this process."""
-    woken = threading.Event()
-    signal.signal(WAKE_SIGNAL, lambda *_: woken.set())
+class Gate:
+    """A standby's main process: its workers wait at ``event`` (a
+    multiprocessing Event, made by the workers' start method's context)
+    until the launcher wakes this process and nothing it has read changed."""
 
-    def wait() -> None:
-        woken.wait()
-        callback()
+    def __init__(self, context: Any) -> None:
+        self.event: Any = context.Event()
+        self.threshold_ns = threshold_ns()
+        woken = threading.Event()
+        signal.signal(WAKE_SIGNAL, lambda *_: woken.set())
 
-    start_helper_thread(wait, "listenfd-standby")
+        def wait() -> None:
+            woken.wait()
+            path = stale_file(self.threshold_ns, sys.orig_argv)
+            if path is not None:
+                say_stale(path)
+            else:
+                self.event.set()
+
+        start_helper_thread(wait, "listenfd-standby")
+
+
+def wait_in_worker(event: Any, threshold_ns: int, report: Callable[..., None]) -> None:
+    """In a worker of a standby (``event`` set by its `Gate`), before the
+    app is loaded: ``report("waiting")``, wait, then return only if nothing
+    this process has read changed since ``threshold_ns``; else
+    ``report("stale", path)`` and never return (the launcher stops this
+    child). Returns at once when not a standby, or woken already."""
+    if event is None or event.is_set():
+        return
+    report("waiting")
+    event.wait()
+    path = stale_file(threshold_ns)
+    if path is None:
+        return
+    report("stale", path)
+    threading.Event().wait()
 
 
 def say_waiting() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -60,9 +59,11 @@ class Reporter:
 
     def _standby(self) -> tuple[Any, int]:
         readiness = self._readiness
-        if readiness is not None:
-            return readiness.gate, readiness.threshold_ns
-        return self._gate, self._threshold_ns
+        if readiness is None:
+            return self._gate, self._threshold_ns
+        if readiness.gate is None:
+            return None, 0
+        return readiness.gate.event, readiness.gate.threshold_ns
 
     def _send(self, *message: object) -> None:
         generation = self._readiness.generation if self._readiness else self._generation
@@ -76,17 +77,7 @@ class Reporter:
         """In a standby, before the app is loaded: wait to be woken, then go
         on only if nothing this process has read changed since the main
         process started. Returns at once otherwise."""
-        gate, threshold = self._standby()
-        if gate is None or gate.is_set():
-            return
-        self._send("waiting")
-        gate.wait()
-        path = standby.stale_file(threshold)
-        if path is None:
-            return
-        self._send("stale", path)
-        # Never serve what may be old code: the launcher stops this child.
-        threading.Event().wait()
+        standby.wait_in_worker(*self._standby(), self._send)
 
 
 class WorkerReadiness:
@@ -106,8 +97,7 @@ class WorkerReadiness:
         self.reader, self.writer = self.context.Pipe(duplex=False)
         # `listenfd run --watch`'s standby (see the module).
         self.standby_supported = False
-        self.gate: Any = None
-        self.threshold_ns = 0
+        self.gate: standby.Gate | None = None
         self.standing_by: set[int] = set()
         self.reporter = Reporter(self)
         start_helper_thread(self._listen, "listenfd-readiness")
@@ -115,18 +105,8 @@ class WorkerReadiness:
     def use_standby(self, wait: bool) -> None:
         """Say READY=1 can stand by; `wait`: this process is a standby."""
         self.standby_supported = True
-        if not wait:
-            return
-        self.threshold_ns = standby.threshold_ns()
-        self.gate = self.context.Event()
-        standby.on_wake(self._woken)
-
-    def _woken(self) -> None:
-        path = standby.stale_file(self.threshold_ns, sys.orig_argv)
-        if path is not None:
-            standby.say_stale(path)
-        else:
-            self.gate.set()
+        if wait:
+            self.gate = standby.Gate(self.context)
 
     def _listen(self) -> None:
         while True:

@@ -9,7 +9,6 @@ import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -124,23 +123,12 @@ class WorkerLoaded:
             return scheduler
 
         mp._new_cbscheduler = report_then_schedule
-        if self.gate is not None and not self.gate.is_set():
-            self._stand_by()
+        standby.wait_in_worker(self.gate, self.threshold_ns, self._report)
         return self.loader()
 
-    def _stand_by(self) -> None:
-        """A standby's worker: wait to be woken, then load the app only if
-        nothing this worker has read changed since the main process started."""
+    def _report(self, *message: object) -> None:
         with contextlib.suppress(OSError):
-            self.writer.send((self.generation, self.idx, "waiting"))
-        self.gate.wait()
-        path = standby.stale_file(self.threshold_ns)
-        if path is None:
-            return
-        with contextlib.suppress(OSError):
-            self.writer.send((self.generation, self.idx, "stale", path))
-        # Never serve what may be old code: the launcher stops this child.
-        threading.Event().wait()
+            self.writer.send((self.generation, self.idx, *message))
 
 
 class Readiness:
@@ -165,26 +153,15 @@ class Readiness:
         # `listenfd run --watch`: READY=1 says this server can stand by; as a
         # standby its workers wait at `gate` (until woken) before the app.
         self.standby_supported = False
-        self.gate: Any = None
-        self.threshold_ns = 0
+        self.gate: standby.Gate | None = None
         self.standing_by: set[int] = set()
         start_helper_thread(self._listen, "listenfd-readiness")
 
     def use_standby(self, wait: bool) -> None:
         self.standby_supported = True
-        if not wait:
-            return
-        self.threshold_ns = standby.threshold_ns()
-        self.gate = self.context.Event()
-        self.standing_by = set(range(self.server.workers))
-        standby.on_wake(self._woken)
-
-    def _woken(self) -> None:
-        path = standby.stale_file(self.threshold_ns, sys.orig_argv)
-        if path is not None:
-            standby.say_stale(path)
-        else:
-            self.gate.set()
+        if wait:
+            self.gate = standby.Gate(self.context)
+            self.standing_by = set(range(self.server.workers))
 
     def wrap(self, loader: Callable[[], Any], idx: int) -> WorkerLoaded:
         with self.lock:
@@ -194,8 +171,8 @@ class Readiness:
                 self.generation,
                 idx,
                 self.not_for_workers,
-                self.gate,
-                self.threshold_ns,
+                None if self.gate is None else self.gate.event,
+                0 if self.gate is None else self.gate.threshold_ns,
             )
 
     def _listen(self) -> None:
