@@ -29,6 +29,9 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "Config.bind_socket": "creates the socket the workers share",
     "Config.uds": "the unix path uvicorn unlinks at exit",
     "Config.backlog": "listen() backlog asyncio applies to the socket",
+    # Config.load_app(): run() imports the app with it in a single process,
+    # before Server.run(); a standby (listenfd run --watch) waits before it.
+    "Config.load_app": "the early app import a standby waits before",
     # Server.run(sockets=): serves on the sockets given; startup() ends once
     # the lifespan started and the listeners accept (READY), shutdown() is
     # the graceful stop (STOPPING).
