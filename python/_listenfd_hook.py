@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 # The module that defines each server's command line -> (the listenfd
-# package that patches it, the server's name for messages).
+# module whose patch_cli() patches it, the server's name for messages). The
+# module, not its package: `import listenfd.uvicorn` imports uvicorn, which
+# imports uvicorn.main while that package is still half-initialized.
 PATCHED = {
-    "granian.cli": ("listenfd.granian", "granian"),
-    "uvicorn.main": ("listenfd.uvicorn", "uvicorn"),
-    "hypercorn.__main__": ("listenfd.hypercorn", "hypercorn"),
+    "granian.cli": ("listenfd.granian._cli", "granian"),
+    "uvicorn.main": ("listenfd.uvicorn._cli", "uvicorn"),
+    "hypercorn.__main__": ("listenfd.hypercorn._cli", "hypercorn"),
 }
 
 

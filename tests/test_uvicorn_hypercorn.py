@@ -78,6 +78,33 @@ def test_help_lists_the_options_and_the_kill_switch_removes_them(server: str) ->
     assert "--systemd-socket" not in off.stdout
 
 
+@pytest.mark.parametrize("server", ["granian", *SERVERS])
+def test_importing_listenfd_server_where_the_hook_is_on_warns_nothing(server: str) -> None:
+    """`import listenfd.uvicorn` imports uvicorn, whose __init__ imports
+    uvicorn.main, which the hook patches while listenfd.uvicorn is still
+    importing (a test module named after the server turns the hook on)."""
+    proc = run_cli(sys.executable, "-W", "error", "-c", f"import listenfd.{server}  # {server}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+    # ... and the server's own CLI has the options all the same.
+    help_text = run_cli(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        f"import listenfd.{server}  # {server}\n"
+        + (
+            "from granian.cli import cli; cli(['--help'])"
+            if server == "granian"
+            else "from uvicorn.main import main; main(['--help'])"
+            if server == "uvicorn"
+            else "import sys; sys.argv = ['hypercorn', '--help']; "
+            "from hypercorn.__main__ import main; main()"
+        ),
+    )
+    assert "--systemd-socket-name" in help_text.stdout, help_text.stderr
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_python_m_listenfd_server_has_the_same_cli(server: str) -> None:
     proc = run_cli(

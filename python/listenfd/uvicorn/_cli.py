@@ -10,7 +10,10 @@ from typing import Any
 
 from listenfd._click import address_given, exit_if_incompatible, systemd_socket_options
 from listenfd._serving import StderrLog, forgotten_flag
-from listenfd.uvicorn._internals import UvicornIncompatible, check_uvicorn
+
+# Nothing here imports uvicorn at import time: `import listenfd.uvicorn`
+# imports uvicorn, whose __init__ imports uvicorn.main, which the hook patches
+# with this module's patch_cli -- it must be complete by then.
 
 # uvicorn's own format for its log lines.
 UVICORN_PREFIXES = {"INFO": "INFO:     ", "WARNING": "WARNING:  ", "ERROR": "ERROR:    "}
@@ -32,6 +35,8 @@ def patch_cli(main_module: Any) -> None:
         **kwargs: Any,
     ) -> Any:
         if systemd_socket or systemd_socket_name is not None:
+            from listenfd.uvicorn._internals import UvicornIncompatible, check_uvicorn
+
             exit_if_incompatible(check_uvicorn, UvicornIncompatible)
             from listenfd.uvicorn._server import prepare
 
