@@ -71,6 +71,8 @@ class Load:
     retried: int = 0  # keep-alive: no response byte on a reused connection, retried once
     failed_keep_alive: int = 0  # keep-alive: failed on a new connection or after the retry
     answers: list[tuple[float, int]] = field(default_factory=list)  # (time, server pid)
+    # Why failures failed (the first few), for the assertion's message.
+    why: list[str] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
 
     def record(self, started: float, body: bytes) -> None:
@@ -80,6 +82,10 @@ class Load:
             self.latencies.append(now - started)
             if match:
                 self.answers.append((now, int(match.group(1))))
+
+    def _note(self, where: str, exc: OSError) -> None:
+        if len(self.why) < 5:
+            self.why.append(f"{where}: {exc!r} at {time.monotonic():.3f}")
 
     def new_connection_client(self) -> None:
         request = f"GET {self.path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
@@ -98,9 +104,10 @@ class Load:
                 with self.lock:
                     self.refused += 1
                 time.sleep(0.001)
-            except OSError:
+            except OSError as exc:
                 with self.lock:
                     self.failed += 1
+                    self._note("new connection", exc)
 
     def keep_alive_client(self) -> None:
         request = f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
@@ -108,6 +115,7 @@ class Load:
         while not self.stop.is_set():
             started = time.monotonic()
             retry_allowed = conn is not None  # only a reused connection may be retried
+            retrying = False
             while True:
                 try:
                     if conn is None:
@@ -127,11 +135,13 @@ class Load:
                     conn = None
                     if isinstance(exc, _NoResponse) and retry_allowed:
                         retry_allowed = False
+                        retrying = True
                         with self.lock:
                             self.retried += 1
                         continue
                     with self.lock:
                         self.failed_keep_alive += 1
+                        self._note("keep-alive, the retry" if retrying else "keep-alive", exc)
                     break
         if conn is not None:
             conn.close()
@@ -186,7 +196,8 @@ def assert_nothing_dropped(load: Load) -> None:
     the keep-alive client nothing that a client retrying once still sees."""
     assert (load.refused, load.failed, load.failed_keep_alive) == (0, 0, 0), (
         f"refused {load.refused}, failed {load.failed} (new connection) + "
-        f"{load.failed_keep_alive} (keep-alive, after {load.retried} retried)"
+        f"{load.failed_keep_alive} (keep-alive, after {load.retried} retried); "
+        f"why: {load.why}"
     )
     assert load.ok > 0, "no request was answered"
 

@@ -150,24 +150,30 @@ def _tell_then(signum: int, handler: Callable[..., Any], *args: Any) -> Any:
     return handler(*args)
 
 
+# Polls (0.1 s each) between a worker's stop accepting and hypercorn's close
+# of the connections that have no request under way.
+GRACE_POLLS = 2
+
+
 class _WorkerShutdownEvent:
     """A worker's shutdown event, as hypercorn polls it (every 0.1 s, from
     the moment every listener of the worker serves).
 
     The first poll reports the worker ready. When the main process sets the
     event, the worker's servers stop accepting at once, and hypercorn hears
-    of it one poll later: hypercorn closes every connection that has no
-    request under way yet, including one accepted in the loop's last turn
-    whose request (there already, with TCP_DEFER_ACCEPT) is not read yet --
-    a failed request at every restart. That poll lets those start their
-    request; the next connections wait in the shared socket's queue for the
-    new workers."""
+    of it `GRACE_POLLS` polls later: hypercorn closes every connection that
+    has no request under way yet, including one accepted in the loop's last
+    turn whose request (there already, with TCP_DEFER_ACCEPT) is not read
+    yet -- a failed request at every restart. Those polls let them start
+    their request; the next connections wait in the shared socket's queue
+    for the new workers. (One poll was not always enough on a loaded
+    machine: a request lost in about 60 restarts under load in CI.)"""
 
     def __init__(self, event: Any, report: Reporter | None, servers: list[Any]) -> None:
         self._event = event
         self._report = report
         self._servers = servers
-        self._stopped_accepting = False
+        self._polls_left = GRACE_POLLS
 
     def is_set(self) -> bool:
         if self._report is not None:
@@ -175,12 +181,13 @@ class _WorkerShutdownEvent:
             report()
         if not self._event.is_set():
             return False
-        if not self._stopped_accepting and self._servers:
-            self._stopped_accepting = True
+        if not self._servers or self._polls_left == 0:
+            return True
+        if self._polls_left == GRACE_POLLS:
             for server in self._servers:
                 server.close()
-            return False
-        return True
+        self._polls_left -= 1
+        return False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._event, name)
