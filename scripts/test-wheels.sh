@@ -22,7 +22,7 @@ sdist=$(ls dist/*.tar.gz)
 # Tests that run against an installed package, quickly: the protocol, the API,
 # notify, the helpers, the CLI, the launcher, the production mode, the hook
 # of Granian, uvicorn and Hypercorn (help, the options, serving, READY=1), the
-# user-style example.
+# standby of listenfd run --watch (uvicorn 0.54 on 3.10), the user-style example.
 tests=(
     tests/test_activation.py tests/test_api.py tests/test_notify.py tests/test_testing.py
     tests/test_inspect_cli.py tests/test_production.py tests/test_mistakes.py examples
@@ -34,6 +34,9 @@ tests=(
     "tests/test_uvicorn_hypercorn.py::test_ready_reloading_stopping_from_the_main_process"
     "tests/test_launcher.py::test_child_sees_exactly_what_systemd_gives"
     "tests/test_launcher.py::test_readme_dev_server"
+    "tests/test_standby.py::test_the_woken_standby_serves_the_edited_code[granian]"
+    "tests/test_standby.py::test_the_woken_standby_serves_the_edited_code[uvicorn]"
+    "tests/test_standby.py::test_an_edit_to_a_module_the_standby_imported_means_a_cold_start"
 )
 # No cargo, rustc or maturin where the packages are installed and tested.
 no_rust_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -e '\.cargo/bin' -e '^$' | paste -sd:)
