@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -343,6 +344,29 @@ def test_ready_reloading_stopping_from_the_main_process(server: str) -> None:
         stop(proc)
         holder.close()
         receiver.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_stop_lets_every_worker_finish_its_request(server: str) -> None:
+    """SIGTERM with 2 workers, one busy: the idle one exits at once, and the
+    busy one still answers. (hypercorn's run() terminates the other workers
+    as soon as one exits: a response cut short at every restart under load.)"""
+    holder = tcp_listener()
+    target = holder.getsockname()
+    proc = start_activated([holder], ["web"], server_argv(server, "--systemd-socket", workers=2))
+    answer: list[str] = []
+    try:
+        serving_pids(target, 2, timeout=60)
+        slow = threading.Thread(target=lambda: answer.append(get(target, "/slow/1.5")))
+        slow.start()
+        time.sleep(0.5)  # the request is in a worker
+        proc.send_signal(signal.SIGTERM)
+        slow.join(timeout=30)
+    finally:
+        stop(proc)
+        holder.close()
+    assert answer, "the request in flight got no answer"
+    assert answer[0].startswith("hello from pid"), answer
 
 
 @pytest.mark.parametrize("server", SERVERS)

@@ -23,6 +23,10 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     # the module's `signal.signal`; the worker function imported at call time.
     "hypercorn.run.run": "starts the workers on config.create_sockets()",
     "hypercorn.run.signal": "how run() sets its SIGHUP/SIGTERM handlers",
+    # run() waits with the module's `wait` for any worker to exit, then
+    # terminates the others: at a stop, ours waits for all of them first.
+    "hypercorn.run.wait": "how run() waits for its workers to exit",
+    "hypercorn.config.Config.graceful_timeout": "how long a stopping worker may finish requests",
     "hypercorn.config.Config.create_sockets": "the sockets the workers serve",
     "hypercorn.config.Config.bind": "--bind, the address to choose by",
     "hypercorn.config.Config.ssl_enabled": "whether the socket is a secure one",

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import multiprocessing.connection
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,14 +141,37 @@ class _SignalModule:
         return signal.signal(signum, handler)
 
 
+# Set by SIGTERM/SIGINT in the main process: every worker is stopping.
+_stopping = False
+
+
 def _tell_then(signum: int, handler: Callable[..., Any], *args: Any) -> Any:
+    global _stopping
     readiness = _readiness
+    if signum != signal.SIGHUP:
+        _stopping = True
     if readiness is not None:
         if signum == signal.SIGHUP:
             readiness.reloading()
         else:
             readiness.stopping()
     return handler(*args)
+
+
+def _wait_for_workers(
+    object_list: Iterable[Any], timeout: float | None = None, *, grace: float
+) -> list[Any]:
+    """``hypercorn.run``'s ``wait``: run() waits for *any* worker to exit, then
+    terminates the others -- at a stop, that kills a worker still finishing
+    a request (a response cut short). While stopping, wait for all of them
+    (at most `grace` s more: hypercorn's graceful timeout, and a margin)."""
+    objects = list(object_list)
+    ready = multiprocessing.connection.wait(objects, timeout)
+    if _stopping and timeout is None and ready:
+        multiprocessing.connection.wait([o for o in objects if o not in ready], timeout=grace)
+        # The sentinels of exited workers are readable: all that finished.
+        ready = multiprocessing.connection.wait(objects, timeout=0)
+    return ready
 
 
 # Polls (0.1 s each) between a worker's stop accepting and hypercorn's close
@@ -279,6 +303,8 @@ def serve(
     import hypercorn.run
 
     hypercorn.run.signal = _SignalModule()  # type: ignore[attr-defined,assignment]
+    grace = float(config.graceful_timeout) + 1
+    hypercorn.run.wait = functools.partial(_wait_for_workers, grace=grace)  # type: ignore[attr-defined]
     ours = {"asyncio": asyncio_worker, "uvloop": uvloop_worker, "trio": trio_worker}
     for kind, (module, attr) in _WORKERS.items():
         try:
