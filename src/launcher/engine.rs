@@ -324,12 +324,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         } else if self.children.environment_changed(pid) {
             self.stop_child(standby.child, "the --env-file changed since it started");
         } else {
-            self.say(format!("restarting: {reason} (waking standby pid {pid})"));
-            if self.current.is_some() && !self.reloading {
-                self.reloading = true;
-                self.upstream.push(Upstream::Reloading);
-            }
-            self.auto_restart_at = None;
+            self.announce_restart(format!("restarting: {reason} (waking standby pid {pid})"));
             self.children.signal(pid, standby::WAKE_SIGNAL);
             let mut child = standby.child;
             // From now on it is a new child: --ready-timeout counts from here.
@@ -347,12 +342,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         };
         self.stop_child(child, &format!("{path} changed after it was read"));
         self.say("restarting: the standby was stale".to_owned());
-        match self.spawn_child() {
-            Ok(child) => self.pending = Some(child),
-            Err(e) => self.handoff_failed(&format!(
-                "cannot start the new child: {e}; the old one keeps serving"
-            )),
-        }
+        self.start_pending();
     }
 
     /// A hand-off failed; the old child keeps serving.
@@ -451,15 +441,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
         if self.shutting_down {
             return;
         }
-        self.auto_restart_at = None;
-        self.say(format!("restarting: {reason}"));
+        self.announce_restart(format!("restarting: {reason}"));
         // A restart that is not for a file change may be for what a standby
         // already holds (upgraded packages, the environment): start afresh.
         self.stop_standby("a cold restart");
-        if self.current.is_some() && !self.reloading {
-            self.reloading = true;
-            self.upstream.push(Upstream::Reloading);
-        }
         if let Some(pending) = self.pending.take() {
             self.stop_child(pending, "superseded by a newer restart");
         }
@@ -472,14 +457,30 @@ impl<C: Children, K: Clock> Engine<C, K> {
             }
             Some(old) => {
                 self.current = Some(old);
-                match self.spawn_child() {
-                    Ok(child) => self.pending = Some(child),
-                    Err(e) => self.handoff_failed(&format!(
-                        "cannot start the new child: {e}; the old one keeps serving"
-                    )),
-                }
+                self.start_pending();
             }
             None => self.start_now(),
+        }
+    }
+
+    /// A restart begins: the back-off is over, the line is logged, and the
+    /// service manager hears RELOADING=1 (once per hand-off).
+    fn announce_restart(&mut self, line: String) {
+        self.auto_restart_at = None;
+        self.say(line);
+        if self.current.is_some() && !self.reloading {
+            self.reloading = true;
+            self.upstream.push(Upstream::Reloading);
+        }
+    }
+
+    /// Overlap: start the new child beside the serving one.
+    fn start_pending(&mut self) {
+        match self.spawn_child() {
+            Ok(child) => self.pending = Some(child),
+            Err(e) => self.handoff_failed(&format!(
+                "cannot start the new child: {e}; the old one keeps serving"
+            )),
         }
     }
 
@@ -532,11 +533,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
         self.publish();
     }
 
-    /// Which child a notification comes from, if we trust it.
-    fn sender(&self, pid: Option<u32>) -> Option<u32> {
-        let pid = pid?;
-        // A child being stopped still reports (STOPPING=1, STATUS=); its
-        // READY=1 no longer changes anything (mark_ready ignores it).
+    /// The children not being stopped: the pending one, the serving one,
+    /// the standby.
+    fn running(&self) -> impl Iterator<Item = &Child> {
         [
             self.pending.as_ref(),
             self.current.as_ref(),
@@ -544,8 +543,14 @@ impl<C: Children, K: Clock> Engine<C, K> {
         ]
         .into_iter()
         .flatten()
-        .chain(self.stopping.values())
-        .find_map(|c| {
+    }
+
+    /// Which child a notification comes from, if we trust it.
+    fn sender(&self, pid: Option<u32>) -> Option<u32> {
+        let pid = pid?;
+        // A child being stopped still reports (STOPPING=1, STATUS=); its
+        // READY=1 no longer changes anything (mark_ready ignores it).
+        self.running().chain(self.stopping.values()).find_map(|c| {
             let trusted = c.pid == pid
                 || (self.policy.notify_access_all && self.children.is_descendant(pid, c.pid));
             trusted.then_some(c.pid)
@@ -668,18 +673,17 @@ impl<C: Children, K: Clock> Engine<C, K> {
             self.stop_standby("it became ready before it was woken; no more standbys");
             return;
         }
-        if let Some(standby) = self.standby.as_mut() {
-            // Then it is ready only by READY=1, once woken.
-            standby.child.notifies = true;
-        }
         let waiting = message
             .get(standby::FIELD)
             .is_some_and(|v| standby::parse_report(v) == Report::Waiting);
-        if let Some(standby) = self.standby.as_mut().filter(|_| waiting) {
-            if !standby.waiting {
-                standby.waiting = true;
-                self.say(format!("standby pid {pid} is waiting"));
-            }
+        let Some(standby) = self.standby.as_mut() else {
+            return;
+        };
+        // Then it is ready only by READY=1, once woken.
+        standby.child.notifies = true;
+        if waiting && !standby.waiting {
+            standby.waiting = true;
+            self.say(format!("standby pid {pid} is waiting"));
         }
     }
 
@@ -690,17 +694,12 @@ impl<C: Children, K: Clock> Engine<C, K> {
         if self.children.group_alive(pgid) {
             leftovers.push(Leftover::Group(pgid));
         }
-        let known: Vec<u32> = [
-            self.current.as_ref(),
-            self.pending.as_ref(),
-            self.standby.as_ref().map(|s| &s.child),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|c| c.pid)
-        .chain(self.stopping.keys().copied())
-        .filter(|&pid| pid != pgid)
-        .collect();
+        let known: Vec<u32> = self
+            .running()
+            .map(|c| c.pid)
+            .chain(self.stopping.keys().copied())
+            .filter(|&pid| pid != pgid)
+            .collect();
         for orphan in self.children.orphans(&known) {
             leftovers.push(Leftover::Orphan(orphan));
         }
