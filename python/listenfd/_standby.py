@@ -123,16 +123,20 @@ class Gate:
         start_helper_thread(wait, "listenfd-standby")
 
 
-def wait_in_worker(event: Any, threshold_ns: int, report: Callable[..., None]) -> None:
+def wait_in_worker(event: Any, threshold_ns: int | None, report: Callable[..., None]) -> None:
     """In a worker of a standby (``event`` set by its `Gate`), before the
     app is loaded: ``report("waiting")``, wait, then return only if nothing
     this process has read changed since ``threshold_ns``; else
     ``report("stale", path)`` and never return (the launcher stops this
-    child). Returns at once when not a standby, or woken already."""
+    child). ``threshold_ns`` None: the worker is the Gate's own process,
+    whose check has just passed. Returns at once when not a standby, or
+    woken already."""
     if event is None or event.is_set():
         return
     report("waiting")
     event.wait()
+    if threshold_ns is None:
+        return
     path = stale_file(threshold_ns)
     if path is None:
         return

@@ -58,8 +58,9 @@ class Reporter:
         self._threshold_ns = state["threshold_ns"]
 
     def _standby(self) -> tuple[Any, int]:
+        """The standby's event and threshold (None, 0 when not a standby)."""
         readiness = self._readiness
-        if readiness is None:
+        if readiness is None:  # unpickled in a worker
             return self._gate, self._threshold_ns
         if readiness.gate is None:
             return None, 0
@@ -77,7 +78,11 @@ class Reporter:
         """In a standby, before the app is loaded: wait to be woken, then go
         on only if nothing this process has read changed since the main
         process started. Returns at once otherwise."""
-        standby.wait_in_worker(*self._standby(), self._send)
+        event, threshold = self._standby()
+        # Serving in the main process itself (a single uvicorn, hypercorn
+        # -w 0): its Gate has just checked this very process.
+        in_main = self._readiness is not None
+        standby.wait_in_worker(event, None if in_main else threshold, self._send)
 
 
 class WorkerReadiness:
