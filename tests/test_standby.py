@@ -65,7 +65,7 @@ def test_process_start_ns(comm: str, ticks: int, expected_ns: int) -> None:
     assert standby.process_start_ns(stat, 1_000_000_000_000, 100) == expected_ns
 
 
-def test_this_process_started_before_now_and_after_its_parent() -> None:
+def test_this_process_start_time_is_when_it_was_spawned() -> None:
     code = "from listenfd import _standby as s; print(s.this_process_start_ns())"
     before = time.time_ns()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Final, Literal, final
 
 __all__ = [
+    "DEFAULT_DEBOUNCE_MS",
     "DEFAULT_DEFER_ACCEPT_SECS",
     "SD_LISTEN_FDS_START",
     "STANDBY_ENV",
@@ -38,6 +39,10 @@ __version__: Final[str]
 
 SD_LISTEN_FDS_START: Final[int]
 """3: the first fd a service manager passes (``LISTEN_FDS_FIRST_FD`` may move it)."""
+
+DEFAULT_DEBOUNCE_MS: Final[int]
+"""50: the quiet time after a file change before ``listenfd run --watch``
+restarts (``--debounce``)."""
 
 STANDBY_ENV: Final[str]
 """``LISTENFD_STANDBY``: what ``listenfd run --watch`` tells each child about

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from listenfd._bind import describe_address
 from listenfd._listenfd import (
+    DEFAULT_DEBOUNCE_MS,
     ActivationError,
     InheritedSocket,
     __version__,
@@ -214,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--debounce",
         type=int,
-        default=50,
+        default=DEFAULT_DEBOUNCE_MS,
         metavar="MS",
-        help="wait for MS ms of quiet before restarting (default 50)",
+        help=f"wait for MS ms of quiet before restarting (default {DEFAULT_DEBOUNCE_MS})",
     )
     run_cmd.add_argument(
         "--no-standby",

@@ -80,6 +80,9 @@ mod listenfd_module {
     const SD_LISTEN_FDS_START: i32 = crate::activation::SD_LISTEN_FDS_START;
 
     #[pymodule_export]
+    const DEFAULT_DEBOUNCE_MS: u64 = crate::launcher::DEFAULT_DEBOUNCE_MS;
+
+    #[pymodule_export]
     const STANDBY_ENV: &str = crate::launcher::standby::ENV;
 
     #[pymodule_export]
