@@ -19,6 +19,15 @@ use std::time::{Duration, Instant};
 
 pub const RELOAD: &str = "RELOAD";
 
+/// How long `listenfd reload` waits for the answer by default.
+pub const DEFAULT_RELOAD_TIMEOUT_SECS: u64 = 120;
+
+/// How long a server's reload waits for its new workers to be ready before
+/// it gives up and keeps the old ones (servers with no such option of their
+/// own: Granian). Below [`DEFAULT_RELOAD_TIMEOUT_SECS`], so that the caller
+/// hears why.
+pub const DEFAULT_WORKER_READY_TIMEOUT_SECS: u64 = 60;
+
 /// The abstract name (without the leading NUL) of process `pid`'s control socket.
 pub fn name(pid: u32) -> String {
     format!("listenfd-control/{pid}")

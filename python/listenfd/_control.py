@@ -13,14 +13,13 @@ import socket
 import struct
 from collections.abc import Callable
 
+from listenfd._coordinator import ReloadFailed
 from listenfd._listenfd import control_socket_name
 from listenfd._serving import Logger, start_helper_thread
 
+__all__ = ["ReloadFailed", "serve"]
+
 _UCRED = struct.Struct("iII")
-
-
-class ReloadFailed(Exception):
-    """The reload did not complete; the message says why."""
 
 
 def serve(server: str, reload: Callable[[], str], log: Logger) -> tuple[int, int] | None:

@@ -13,6 +13,8 @@ from typing import Final, Literal, final
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
     "DEFAULT_DEFER_ACCEPT_SECS",
+    "DEFAULT_RELOAD_TIMEOUT_SECS",
+    "DEFAULT_WORKER_READY_TIMEOUT_SECS",
     "SD_LISTEN_FDS_START",
     "STANDBY_ENV",
     "STANDBY_FIELD",
@@ -53,6 +55,13 @@ STANDBY_FIELD: Final[str]
 
 STANDBY_WAKE_SIGNAL: Final[int]
 """The signal that wakes a waiting standby (SIGURG)."""
+
+DEFAULT_RELOAD_TIMEOUT_SECS: Final[int]
+"""How long ``listenfd reload`` waits for an answer by default (``--timeout``)."""
+
+DEFAULT_WORKER_READY_TIMEOUT_SECS: Final[int]
+"""How long a server's reload waits for its new workers to be ready before it
+keeps the old ones (servers without such an option of their own: Granian)."""
 
 DEFAULT_DEFER_ACCEPT_SECS: Final[int]
 """1: the ``TCP_DEFER_ACCEPT`` seconds of ``listenfd run``'s ``http::``/``https::``

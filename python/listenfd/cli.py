@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from listenfd._bind import describe_address
 from listenfd._listenfd import (
     DEFAULT_DEBOUNCE_MS,
+    DEFAULT_RELOAD_TIMEOUT_SECS,
     ActivationError,
     InheritedSocket,
     __version__,
@@ -259,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload_cmd = commands.add_parser(
         "reload",
         help="reload a server and wait until the new version serves (for ExecReload=)",
-        description="Ask process PID — a `listenfd run` launcher, or Granian started with "
-        "--systemd-socket — to reload, and wait: exit 0 once the new version serves and the "
+        description="Ask process PID — a `listenfd run` launcher, or Granian, uvicorn or "
+        "Hypercorn started with --systemd-socket — to reload, and wait: exit 0 once the new version serves and the "
         "old one has stopped; 1, with the reason on stderr, when the new version failed (the "
         "old one keeps serving), PID does not answer reload requests, or no answer came in "
         "time. In a unit: ExecReload=/path/to/listenfd reload $MAINPID",
@@ -269,9 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     reload_cmd.add_argument(
         "--timeout",
         type=float,
-        default=120.0,
+        default=float(DEFAULT_RELOAD_TIMEOUT_SECS),
         metavar="SECS",
-        help="give up waiting after SECS (default 120); the reload may still complete",
+        help=f"give up waiting after SECS (default {DEFAULT_RELOAD_TIMEOUT_SECS}); the reload "
+        "may still complete",
     )
     return parser
 

@@ -43,8 +43,13 @@ def ready() -> bool:
 def reloading() -> bool:
     """``RELOADING=1`` with ``MONOTONIC_USEC=`` (systemd needs both); send
     ``ready()`` when the reload is done."""
+    return notify(reloading_message())
+
+
+def reloading_message() -> str:
+    """What `reloading` sends: systemd needs ``MONOTONIC_USEC=`` with it."""
     now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    return notify(f"RELOADING=1\nMONOTONIC_USEC={now_usec}")
+    return f"RELOADING=1\nMONOTONIC_USEC={now_usec}"
 
 
 def stopping() -> bool:

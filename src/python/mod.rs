@@ -92,6 +92,12 @@ mod listenfd_module {
     const STANDBY_WAKE_SIGNAL: i32 = crate::launcher::standby::WAKE_SIGNAL;
 
     #[pymodule_export]
+    const DEFAULT_RELOAD_TIMEOUT_SECS: u64 = crate::control::DEFAULT_RELOAD_TIMEOUT_SECS;
+
+    #[pymodule_export]
+    const DEFAULT_WORKER_READY_TIMEOUT_SECS: u64 = crate::control::DEFAULT_WORKER_READY_TIMEOUT_SECS;
+
+    #[pymodule_export]
     const DEFAULT_DEFER_ACCEPT_SECS: u32 = crate::inspect::DEFAULT_DEFER_ACCEPT_SECS;
 
     #[pymodule_init]

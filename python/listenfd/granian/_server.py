@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable
@@ -18,8 +19,10 @@ from listenfd._bind import Address, describe_address
 from listenfd._listenfd import DEFAULT_DEFER_ACCEPT_SECS, InheritedSocket, bind_fresh
 from listenfd._serving import Unservable, Wanted, take
 from listenfd.granian import _mainloop as mainloop
+from listenfd._coordinator import Coordinator
+from listenfd._listenfd import DEFAULT_WORKER_READY_TIMEOUT_SECS
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
-from listenfd.granian._readiness import Readiness, guard_forked_workers
+from listenfd.granian._worker import WorkerLoaded, guard_forked_workers
 
 # The FDNAME= of the socket --systemd-fdstore stores (unless --systemd-socket-name).
 FDSTORE_NAME = "granian"
@@ -68,59 +71,117 @@ class SystemdSocketMixin:
                 raise FatalError(str(exc)) from None
         # sd_notify from the main process (so NotifyAccess=main accepts it),
         # whenever the service manager listens.
-        self._listenfd_readiness: Readiness | None = None
+        self._listenfd: Coordinator | None = None
+        self._listenfd_control: tuple[int, int] | None = None
+        # Set while listenfd replaces the workers itself (a reload).
+        self._listenfd_replacing = False
+        # Set between a --reload change and the spawn of its new workers.
+        self._listenfd_change_pending = False
         if not self.systemd_socket:
             return
         watchdog = notify.watchdog_interval() if os.environ.get("NOTIFY_SOCKET") else None
         main_loop = mainloop.install(self, watchdog)
-        # Readiness drives READY=1 (a no-op without NOTIFY_SOCKET) and the
-        # answers to `listenfd reload`.
         guard_forked_workers()
-        self._listenfd_readiness = Readiness(self)
+        method = multiprocessing.get_start_method()
+        self._listenfd = Coordinator(
+            "Granian",
+            self.workers,
+            lambda: f"Listening at {self._bind_addr_fmt}, {self.workers} worker(s)",
+            context=multiprocessing.get_context(method if method in ("fork", "spawn") else "spawn"),
+        )
         role = standby.take_role()
         if role is not None and is_process_server(self):
-            self._listenfd_readiness.use_standby(wait=role == "wait")
-        self.on_reload(self._listenfd_readiness.reloading)
-        self._listenfd_readiness.not_for_workers = control.serve(
-            "Granian", self._listenfd_reload, _granian_logger
-        )
+            self._listenfd.use_standby(wait=role == "wait")
+        self.on_reload(self._listenfd_on_reload)
+        self._listenfd_control = control.serve("Granian", self._listenfd_reload, _granian_logger)
         if watchdog is not None:
             mainloop.Watchdog(main_loop, watchdog).start()
+
+    def _listenfd_on_reload(self) -> None:
+        coordinator = self._listenfd
+        if coordinator is None or self._listenfd_replacing:
+            return
+        if is_process_server(self) and getattr(self, "reload_on_changes", False):
+            # --reload: `_serve_with_reloader` stops the workers, then spawns
+            # new ones; ours replace them instead, new before old.
+            self._listenfd_change_pending = True
+            return
+        coordinator.reloading()
 
     def _listenfd_reload(self) -> str:
         """`listenfd reload`: what SIGHUP does (Granian's own handler), then
         wait until the new workers serve and the old ones have stopped."""
-        readiness = self._listenfd_readiness
-        assert readiness is not None
-        with readiness.lock:
-            before = readiness.generation
-        self.signal_handler_reload()  # type: ignore[attr-defined]
-        readiness.wait_ready_after(before)
-        return (
-            f"Granian pid {os.getpid()}: {self.workers} new worker(s) serve; the old ones "
-            "have stopped"
+        coordinator = self._listenfd
+        assert coordinator is not None
+        return coordinator.reload_by(
+            self.signal_handler_reload,  # type: ignore[attr-defined]
+            lambda: f"{self.workers} new worker(s) serve; the old ones have stopped",
         )
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
-        notify.stopping()
+        if self._listenfd is not None:
+            self._listenfd.stopping()
         return super().shutdown(*args, **kwargs)  # type: ignore[misc]
 
-    def _reload(self, *args: Any, **kwargs: Any) -> Any:
-        readiness = self._listenfd_readiness
-        if readiness is None:
-            return super()._reload(*args, **kwargs)  # type: ignore[misc]
-        # The new workers load while old ones still serve: READY=1 (reload
-        # done) only once no request can reach the old code any more.
-        readiness.old_workers_running = True
-        result = super()._reload(*args, **kwargs)  # type: ignore[misc]
-        readiness.old_workers_stopped(loaded_in_main=not is_process_server(self))
-        return result
+    def _reload(self, spawn_target: Any, target_loader: Any) -> Any:
+        coordinator = self._listenfd
+        if coordinator is None or not is_process_server(self):
+            result = super()._reload(spawn_target, target_loader)  # type: ignore[misc]
+            if coordinator is not None:
+                # Thread workers serve the app the main thread loaded.
+                coordinator.serving_in_main()
+            return result
+        # Granian's own _reload, but new before old: every new worker must be
+        # ready before any old one stops, and a failed one changes nothing.
+        _granian_logger.info("HUP signal received, replacing the workers (new before old)..")
+        self.reload_signal = False
+        self.respawned_wrks.clear()
+        self.main_loop_interrupt.clear()
+        self._env_loader(self.env_files)
+        self._listenfd_replacing = True
+        try:
+            self._call_hooks(self.hooks_reload)
+        finally:
+            self._listenfd_replacing = False
+        self._listenfd_replace(spawn_target, target_loader)
 
-    def _spawn_workers(self, *args: Any, **kwargs: Any) -> Any:
-        result = super()._spawn_workers(*args, **kwargs)  # type: ignore[misc]
-        if self._listenfd_readiness is not None and not is_process_server(self):
+    def _listenfd_replace(self, spawn_target: Any, target_loader: Any) -> None:
+        coordinator = self._listenfd
+        assert coordinator is not None
+        pool = _WorkerPool(self, spawn_target, target_loader)
+        new = coordinator.replace(pool, list(self.wrks), self._listenfd_timeout())
+        if new is None:
+            _granian_logger.error(
+                f"reload failed, the old workers keep serving: {coordinator.failure}"
+            )
+            return
+        self.wrks[:] = new
+        for wrk in new:
+            # From now on an unexpected exit is Granian's to handle again.
+            wrk.interrupt_by_parent = False
+            if not wrk.is_alive():
+                self.interrupt_children.append(wrk.idx)
+                self.main_loop_interrupt.set()
+        self._metrics.incr_spawn(len(new))
+
+    def _listenfd_timeout(self) -> float:
+        return float(DEFAULT_WORKER_READY_TIMEOUT_SECS)
+
+    def _stop_workers(self, *args: Any, **kwargs: Any) -> Any:
+        if self._listenfd_change_pending:
+            return None  # --reload: the old workers stop once new ones serve
+        return super()._stop_workers(*args, **kwargs)  # type: ignore[misc]
+
+    def _spawn_workers(self, spawn_target: Any, target_loader: Any) -> Any:
+        coordinator = self._listenfd
+        if self._listenfd_change_pending:
+            self._listenfd_change_pending = False
+            self._listenfd_replace(spawn_target, target_loader)
+            return None
+        result = super()._spawn_workers(spawn_target, target_loader)  # type: ignore[misc]
+        if coordinator is not None and not is_process_server(self):
             # Thread workers serve an app the main thread already loaded.
-            self._listenfd_readiness.all_loaded()
+            coordinator.serving_in_main()
         return result
 
     @property
@@ -240,12 +301,14 @@ class SystemdSocketMixin:
             self._sso = sock
 
     def _spawn_worker(self, *args: Any, **kwargs: Any) -> Any:
-        readiness = self._listenfd_readiness
-        if readiness is not None and is_process_server(self) and "callback_loader" in kwargs:
+        coordinator = self._listenfd
+        if coordinator is not None and is_process_server(self) and "callback_loader" in kwargs:
             # Granian calls _spawn_worker(idx=, target=, callback_loader=); the
             # loader runs in the worker, so wrapping it tells us when the app
             # is loaded there.
-            kwargs["callback_loader"] = readiness.wrap(kwargs["callback_loader"], kwargs["idx"])
+            kwargs["callback_loader"] = WorkerLoaded(
+                kwargs["callback_loader"], coordinator.reporter, self._listenfd_control
+            )
         # Thread workers (free-threaded builds) share one process, and Granian's
         # Rust side closes the fd of a worker's holder when the worker stops:
         # each thread worker gets a holder on its own dup of the fd.
@@ -261,6 +324,54 @@ class SystemdSocketMixin:
             return super()._spawn_worker(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._shd = shared
+
+
+class _WorkerPool:
+    """Granian's process workers, as `Coordinator.replace` replaces them."""
+
+    def __init__(self, server: Any, spawn_target: Any, target_loader: Any) -> None:
+        self.server = server
+        self.spawn_target = spawn_target
+        self.target_loader = target_loader
+        self.started = 0
+
+    def spawn(self) -> Any:
+        idx = self.started
+        self.started += 1
+        wrk = self.server._spawn_worker(
+            idx=idx, target=self.spawn_target, callback_loader=self.target_loader
+        )
+        # Its exit is the reload's to judge until the reload is over: Granian
+        # would take a failed new worker for a crash and shut down.
+        wrk.interrupt_by_parent = True
+        wrk.start()
+        return wrk
+
+    def process(self, worker: Any) -> Any:
+        return worker.inner
+
+    def retire(self, workers: list[Any]) -> None:
+        self._stop(workers, "old ")
+
+    def discard(self, workers: list[Any]) -> None:
+        self._stop(workers, "new ")
+
+    def _stop(self, workers: list[Any], which: str) -> None:
+        """What Granian does to an old worker: SIGTERM, then SIGKILL after
+        --workers-kill-timeout."""
+        for wrk in workers:
+            _granian_logger.info(f"Stopping {which}worker-{wrk.idx + 1}")
+            wrk.terminate()
+        timeout = self.server.workers_kill_timeout
+        for wrk in workers:
+            wrk.join(timeout)
+            if timeout and wrk.is_alive():
+                _granian_logger.warning(
+                    f"Killing {which}worker-{wrk.idx + 1} after it refused to gracefully stop"
+                )
+                wrk.kill()
+                wrk.join()
+            _granian_logger.info(f"Stopped {which}worker-{wrk.idx + 1}")
 
 
 class Granian(SystemdSocketMixin, _GranianServer):  # type: ignore[misc,valid-type]

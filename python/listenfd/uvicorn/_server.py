@@ -23,14 +23,13 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn.supervisors.basereload import BaseReload
-from uvicorn.supervisors.multiprocess import Multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from listenfd import _control as control
 from listenfd import _standby as standby
-from listenfd import notify
 from listenfd._bind import describe_address
 from listenfd._serving import Unservable, Wanted, take
-from listenfd._workers import Reporter, WorkerReadiness
+from listenfd._coordinator import Coordinator, Reporter
 from listenfd.uvicorn._internals import main_module
 
 _logger = logging.getLogger("uvicorn.error")
@@ -57,7 +56,7 @@ class _Choice:
 # Main process only: what prepare() was told, and what SystemdConfig chose.
 _settings: _Settings | None = None
 _choice: _Choice | None = None
-_readiness: WorkerReadiness | None = None
+_coordinator: Coordinator | None = None
 
 
 class SystemdConfig(Config):
@@ -68,18 +67,18 @@ class SystemdConfig(Config):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        global _readiness
+        global _coordinator
         settings = _settings
-        if settings is None or _readiness is not None:
+        if settings is None or _coordinator is not None:
             return
         self.listenfd_main_pid = os.getpid()
         _choose(self, settings)
         workers = 1 if self.should_reload else self.workers
-        _readiness = WorkerReadiness(workers, _status_of(self, workers))
+        _coordinator = Coordinator("uvicorn", workers, _status_of(self, workers))
         role = standby.take_role()
         if role is not None and not self.should_reload:
-            _readiness.use_standby(wait=role == "wait")
-        self.listenfd_report = _readiness.reporter
+            _coordinator.use_standby(wait=role == "wait")
+        self.listenfd_report = _coordinator.reporter
         control.serve("Uvicorn", lambda: _reload(self), _logger)
 
     def bind_socket(self) -> socket.socket:
@@ -95,9 +94,12 @@ class SystemdConfig(Config):
         # imported anywhere sooner, the standby would find it stale on the
         # next edit and the launcher would start a new child: slower, never
         # wrong.)
-        if self.listenfd_report is not None:
-            self.listenfd_report.stand_by()
-        return super().load_app()
+        report = self.listenfd_report
+        if report is None:
+            return super().load_app()
+        report.stand_by()
+        with report.loading():
+            return super().load_app()
 
     def in_main_process(self) -> bool:
         return os.getpid() == self.listenfd_main_pid
@@ -167,8 +169,8 @@ def _status_of(config: Config, workers: int) -> Any:
 
 def _reload(config: Config) -> str:
     """`listenfd reload`: what SIGHUP does with --workers, then wait."""
-    readiness = _readiness
-    assert readiness is not None
+    coordinator = _coordinator
+    assert coordinator is not None
     if config.should_reload:
         raise control.ReloadFailed(
             "uvicorn --reload restarts on file changes only; run it with --workers N "
@@ -180,13 +182,10 @@ def _reload(config: Config) -> str:
             "no reload: start it with --workers 2 or more (the workers are replaced on "
             "reload), or under `listenfd run`, which restarts it beside the old one"
         )
-    with readiness.lock:
-        before = readiness.generation
-    os.kill(os.getpid(), signal.SIGHUP)  # queued; the supervisor's loop takes it
-    readiness.wait_ready_after(before)
-    return (
-        f"uvicorn pid {os.getpid()}: {config.workers} new worker(s) serve; the old ones have "
-        "stopped"
+    # Queued; the supervisor's loop takes it.
+    return coordinator.reload_by(
+        lambda: os.kill(os.getpid(), signal.SIGHUP),
+        lambda: f"{config.workers} new worker(s) serve; the old ones have stopped",
     )
 
 
@@ -208,11 +207,11 @@ class SystemdServer(Server):
         await super().startup(sockets=sockets)
         report = self.config.listenfd_report
         if self.started and report is not None:
-            report()
+            report.ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.in_main_process():
-            notify.stopping()
+            _stopping()
         # uvicorn closes every connection that has no request under way yet,
         # including one accepted in the loop's last turn whose request (there
         # already, with TCP_DEFER_ACCEPT) is not read yet: a failed request
@@ -223,6 +222,11 @@ class SystemdServer(Server):
             server.close()
         await asyncio.sleep(DRAIN_ACCEPTED)
         await super().shutdown(sockets=sockets)
+
+
+def _stopping() -> None:
+    if _coordinator is not None:
+        _coordinator.stopping()
 
 
 _supervisor: object | None = None
@@ -238,29 +242,53 @@ class SystemdMultiprocess(Multiprocess):
         _supervisor = self
 
     def handle_hup(self) -> None:
-        readiness = _readiness
-        if readiness is None:
+        coordinator = _coordinator
+        if coordinator is None:
             return super().handle_hup()
-        old = {p.pid for p in self.processes}
-        readiness.reloading(hold=True)
-        super().handle_hup()
-        kept = old & {p.pid for p in self.processes}
-        if kept:
-            readiness.released(
-                f"a new worker was not ready within --timeout-worker-healthcheck "
-                f"({self.config.timeout_worker_healthcheck} s), so uvicorn kept "
-                f"{len(kept)} old worker(s) serving"
-            )
-        else:
-            readiness.released()
+        _logger.info("Received SIGHUP, replacing the workers (new before old).")
+        new = coordinator.replace(
+            _WorkerPool(self), list(self.processes), self.config.timeout_worker_healthcheck
+        )
+        if new is None:
+            _logger.error(f"Reload failed, the old workers keep serving: {coordinator.failure}")
+            return None
+        self.processes[:] = new
+        return None
 
     def handle_term(self) -> None:
-        notify.stopping()
+        _stopping()
         super().handle_term()
 
     def handle_int(self) -> None:
-        notify.stopping()
+        _stopping()
         super().handle_int()
+
+
+class _WorkerPool:
+    """uvicorn's worker processes, as `Coordinator.replace` replaces them."""
+
+    def __init__(self, supervisor: Multiprocess) -> None:
+        self.supervisor = supervisor
+
+    def spawn(self) -> Any:
+        process = Process(self.supervisor.config, self.supervisor.sockets)
+        process.start()
+        return process
+
+    def process(self, worker: Any) -> Any:
+        return worker
+
+    def retire(self, workers: list[Any]) -> None:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join()
+
+    def discard(self, workers: list[Any]) -> None:
+        for process in workers:
+            process.kill()
+        for process in workers:
+            process.join()
 
 
 def _reload_supervisor(base: type[BaseReload]) -> type[BaseReload]:
@@ -269,12 +297,12 @@ def _reload_supervisor(base: type[BaseReload]) -> type[BaseReload]:
 
     class SystemdChangeReload(base):  # type: ignore[valid-type,misc]
         def restart(self) -> None:
-            if _readiness is not None:
-                _readiness.reloading()
+            if _coordinator is not None:
+                _coordinator.reloading()
             super().restart()
 
         def shutdown(self) -> None:
-            notify.stopping()
+            _stopping()
             super().shutdown()
 
     SystemdChangeReload.__qualname__ = f"SystemdChangeReload[{base.__name__}]"
