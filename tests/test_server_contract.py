@@ -34,10 +34,7 @@ def argv(server: str, module: str, workers: int = 2) -> list[str]:
     """`server` with --systemd-socket, `workers` processes, serving the ASGI
     app `asgi` of `module`."""
     binary = str(Path(sys.executable).with_name(server))
-    if server == "granian":
-        flags = ["--interface", "asgi"]
-    else:
-        flags = []
+    flags = ["--interface", "asgi"] if server == "granian" else []
     return [binary, *flags, "--systemd-socket", "--workers", str(workers), f"{module}:asgi"]
 
 
@@ -118,7 +115,8 @@ def test_a_broken_reload_keeps_the_old_workers_serving(
     assert load.pids_since(0) <= before, "only the old workers answered"
     assert serving_pids(served.target, 2) == before
     failed = served.notes.wait_for("READY=1", timeout=5)
-    assert "reload failed" in failed.text and cause in failed.text, failed.text
+    assert "reload failed" in failed.text, failed.text
+    assert cause in failed.text, failed.text
 
     served.app.write_text(good)
     done, _ = served.reload()
@@ -135,6 +133,7 @@ def test_sighup_with_a_broken_app_keeps_the_old_workers_serving(served: Served) 
     served.proc.send_signal(signal.SIGHUP)
     served.notes.wait_for("RELOADING=1", timeout=10)
     ready = served.notes.wait_for("READY=1", timeout=30)
-    assert "reload failed" in ready.text and "SyntaxError" in ready.text, ready.text
+    assert "reload failed" in ready.text, ready.text
+    assert "SyntaxError" in ready.text, ready.text
     assert served.proc.poll() is None, "the server exited"
     assert serving_pids(served.target, 2) == before

@@ -240,13 +240,19 @@ class Coordinator:
         self.held = False
         self.events: list[Event] = []
         self.context = context or multiprocessing.get_context("spawn")
-        self.reader, self.writer = self.context.Pipe(duplex=False)
+        pipe: tuple[Any, Any] = self.context.Pipe(duplex=False)
+        self.reader, self.writer = pipe
         self.standby_supported = False
         self.gate: standby.Gate | None = None
         self.standing_by: set[int] = set()
         self.reporter = Reporter(self)
-        if listen:
-            start_helper_thread(self._listen, "listenfd-readiness")
+        self._listener = start_helper_thread(self._listen, "listenfd-readiness") if listen else None
+
+    def close(self) -> None:
+        """Close the workers' pipe (a coordinator that lives as long as its
+        server never needs to)."""
+        self.writer.close()
+        self.reader.close()
 
     # -- what workers say ----------------------------------------------------
 

@@ -261,10 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reload",
         help="reload a server and wait until the new version serves (for ExecReload=)",
         description="Ask process PID — a `listenfd run` launcher, or Granian, uvicorn or "
-        "Hypercorn started with --systemd-socket — to reload, and wait: exit 0 once the new version serves and the "
-        "old one has stopped; 1, with the reason on stderr, when the new version failed (the "
-        "old one keeps serving), PID does not answer reload requests, or no answer came in "
-        "time. In a unit: ExecReload=/path/to/listenfd reload $MAINPID",
+        "Hypercorn started with --systemd-socket — to reload, and wait: exit 0 once the new "
+        "version serves and the old one has stopped; 1, with the reason on stderr, when the "
+        "new version failed (the old one keeps serving), PID does not answer "
+        "reload requests, or no answer came in time. In a unit: "
+        "ExecReload=/path/to/listenfd reload $MAINPID",
     )
     reload_cmd.add_argument("pid", type=int, metavar="PID")
     reload_cmd.add_argument(

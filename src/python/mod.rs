@@ -95,7 +95,8 @@ mod listenfd_module {
     const DEFAULT_RELOAD_TIMEOUT_SECS: u64 = crate::control::DEFAULT_RELOAD_TIMEOUT_SECS;
 
     #[pymodule_export]
-    const DEFAULT_WORKER_READY_TIMEOUT_SECS: u64 = crate::control::DEFAULT_WORKER_READY_TIMEOUT_SECS;
+    const DEFAULT_WORKER_READY_TIMEOUT_SECS: u64 =
+        crate::control::DEFAULT_WORKER_READY_TIMEOUT_SECS;
 
     #[pymodule_export]
     const DEFAULT_DEFER_ACCEPT_SECS: u32 = crate::inspect::DEFAULT_DEFER_ACCEPT_SECS;

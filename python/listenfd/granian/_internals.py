@@ -7,7 +7,7 @@ from __future__ import annotations
 import granian
 from granian.server import Server as _GranianServer
 
-from listenfd._internals import unsupported
+from listenfd._internals import missing, unsupported
 
 SUPPORTED_GRANIAN = ">=2.8,<2.9"
 
@@ -34,6 +34,35 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "server.main_loop_interrupt": "the main loop's Event (sliced wait, watchdog heartbeat)",
     "server_class._bind_addr_fmt": "the address in 'Listening at: ...'",
     "server_class._spawn_worker": "builds one worker from (_ssp, _shd)",
+    "server_class._spawn_workers": "starts the workers (READY=1 for thread workers)",
+    "server_class._stop_workers": "stops every worker (at --reload: ours, once new ones serve)",
+    # on_reload(hook): the hooks _reload() and --reload run before a reload
+    # (RELOADING=1); shutdown(): STOPPING=1.
+    "server_class.on_reload": "where a reload is announced (RELOADING=1)",
+    "server_class.shutdown": "the graceful stop (STOPPING=1)",
+    "server._sso": "the inheritable socket object the spawn start method needs",
+    "server.workers": "--workers",
+    # What a reload of ours does in place of _respawn_workers: the steps of
+    # _reload() before it, the workers list, and the crash bookkeeping.
+    "server.wrks": "the running workers a reload replaces",
+    "server.reload_signal": "set by SIGHUP, cleared by a reload",
+    "server.respawned_wrks": "crash-loop bookkeeping a reload resets",
+    "server.interrupt_children": "workers that exited unexpectedly",
+    "server.env_files": "--env-files, loaded again at a reload",
+    "server._env_loader": "loads --env-files",
+    "server.hooks_reload": "the reload hooks",
+    "server._call_hooks": "runs hooks",
+    "server._metrics": "the spawn counter",
+    "server.workers_kill_timeout": "how long a stopping worker may take before SIGKILL",
+    "server.reload_on_changes": "--reload",
+    # A worker: idx, inner (its multiprocessing.Process), interrupt_by_parent
+    # (an exit Granian must not take for a crash), terminate/kill/join.
+    "granian.server.mp.WorkerProcess.interrupt_by_parent": "an exit that is no crash",
+    "granian.server.mp.WorkerProcess.inner": "the worker's process (pid, exit code)",
+    "granian.server.mp.WorkerProcess.idx": "the worker's number",
+    "granian.server.mp.WorkerProcess.terminate": "stops a worker gracefully",
+    "granian.server.mp.WorkerProcess.kill": "kills a worker",
+    "granian.server.mp.MPServer": "the process-worker server class",
     # _reload(): SIGHUP; replaces the workers one by one, each old one stopped
     # --respawn-interval after its successor started, and returns when the
     # last old one is gone: READY=1 waits for that.
@@ -80,16 +109,13 @@ def check_granian(server: object | None = None, server_class: type | None = None
         roots["server_class"] = next(
             c for c in server_class.__mro__ if c.__module__.startswith("granian.")
         )
-    if server is not None:
-        roots["server"] = server
-    missing = []
-    for dotted, purpose in _REQUIRED_INTERNALS.items():
-        root, _, attr = dotted.rpartition(".")
-        if root in roots and not hasattr(roots[root], attr):
-            missing.append(f"{dotted} ({purpose})")
-    if missing:
+    # An instance once there is one; before, its class, whose __init__
+    # assigns the instance attributes.
+    roots["server"] = server if server is not None else roots["server_class"]
+    gone = missing(_REQUIRED_INTERNALS, roots)
+    if gone:
         raise GranianIncompatible(
-            unsupported("Granian", _granian_version(), SUPPORTED_GRANIAN, missing)
+            unsupported("Granian", _granian_version(), SUPPORTED_GRANIAN, gone)
         )
 
 

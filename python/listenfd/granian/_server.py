@@ -16,11 +16,15 @@ from listenfd import _control as control
 from listenfd import _standby as standby
 from listenfd import notify
 from listenfd._bind import Address, describe_address
-from listenfd._listenfd import DEFAULT_DEFER_ACCEPT_SECS, InheritedSocket, bind_fresh
+from listenfd._coordinator import Coordinator
+from listenfd._listenfd import (
+    DEFAULT_DEFER_ACCEPT_SECS,
+    DEFAULT_WORKER_READY_TIMEOUT_SECS,
+    InheritedSocket,
+    bind_fresh,
+)
 from listenfd._serving import Unservable, Wanted, take
 from listenfd.granian import _mainloop as mainloop
-from listenfd._coordinator import Coordinator
-from listenfd._listenfd import DEFAULT_WORKER_READY_TIMEOUT_SECS
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
 from listenfd.granian._worker import WorkerLoaded, guard_forked_workers
 
@@ -43,6 +47,16 @@ class SystemdSocketMixin:
     _sso: Any
     workers: int
     on_reload: Callable[[Callable[[], Any]], Any]
+    wrks: list[Any]
+    reload_signal: bool
+    respawned_wrks: dict[int, float]
+    interrupt_children: list[int]
+    main_loop_interrupt: Any
+    env_files: Any
+    _env_loader: Callable[[Any], None]
+    hooks_reload: list[Callable[[], Any]]
+    _call_hooks: Callable[[list[Callable[[], Any]]], None]
+    _metrics: Any
 
     def __init__(
         self,

@@ -4,10 +4,9 @@ error naming its version, not a traceback)."""
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from listenfd._internals import unsupported
+from listenfd._internals import missing, unsupported
 
 SUPPORTED_HYPERCORN = ">=0.18,<0.19"
 
@@ -25,7 +24,13 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "hypercorn.run.signal": "how run() sets its SIGHUP/SIGTERM handlers",
     # run() waits with the module's `wait` for any worker to exit, then
     # terminates the others: at a stop, ours waits for all of them first.
-    "hypercorn.run.wait": "how run() waits for its workers to exit",
+    "hypercorn.run.wait": "how run() waits for its workers to exit (and reloads run)",
+    # _populate(processes, config, worker_func, sockets, shutdown_event, ctx)
+    # starts the workers: a reload starts new ones with the same arguments,
+    # beside the old ones; check_for_updates(files): --reload's check.
+    "hypercorn.run._populate": "how run() starts workers (a reload starts new ones the same way)",
+    "hypercorn.run.check_for_updates": "--reload's check for changed files",
+    "hypercorn.config.Config.startup_timeout": "how long a new worker may take to be ready",
     "hypercorn.config.Config.graceful_timeout": "how long a stopping worker may finish requests",
     "hypercorn.config.Config.create_sockets": "the sockets the workers serve",
     "hypercorn.config.Config.bind": "--bind, the address to choose by",
@@ -56,25 +61,8 @@ def hypercorn_version() -> str:
 def check_hypercorn() -> None:
     """Raise `HypercornIncompatible`, naming the hypercorn version and the
     missing names, unless every internal listenfd relies on is there."""
-    missing = []
-    for dotted, purpose in _REQUIRED_INTERNALS.items():
-        parts = dotted.split(".")
-        found = False
-        for cut in range(len(parts) - 1, 0, -1):
-            try:
-                obj: object = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            found = True
-            for attr in parts[cut:]:
-                if not hasattr(obj, attr):
-                    found = False
-                    break
-                obj = getattr(obj, attr)
-            break
-        if not found:
-            missing.append(f"{dotted} ({purpose})")
-    if missing:
+    gone = missing(_REQUIRED_INTERNALS, {})
+    if gone:
         raise HypercornIncompatible(
-            unsupported("hypercorn", hypercorn_version(), SUPPORTED_HYPERCORN, missing)
+            unsupported("hypercorn", hypercorn_version(), SUPPORTED_HYPERCORN, gone)
         )

@@ -13,6 +13,7 @@ or SIGINT STOPPING=1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import multiprocessing.connection
@@ -20,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +31,8 @@ from hypercorn.config import Config, Sockets
 from listenfd import _control as control
 from listenfd import _standby as standby
 from listenfd._bind import Address, describe_address
+from listenfd._coordinator import Coordinator, Reporter
 from listenfd._serving import StderrLog, Unservable, Wanted, take
-from listenfd._workers import Reporter, WorkerReadiness
 
 _log = StderrLog()
 
@@ -44,7 +46,7 @@ class _Choice:
 
 # Main process only.
 _choice: _Choice | None = None
-_readiness: WorkerReadiness | None = None
+_coordinator: Coordinator | None = None
 
 
 class SystemdConfig(Config):
@@ -52,6 +54,9 @@ class SystemdConfig(Config):
 
     listenfd_report: Reporter | None = None
     listenfd_main_pid = 0
+    # Set when the workers started with this configuration are to stop (a
+    # reload replaced them); each generation gets its own.
+    listenfd_retire: Any = None
 
     def create_sockets(self) -> Sockets:
         if _choice is None or os.getpid() != self.listenfd_main_pid:
@@ -115,15 +120,132 @@ def _choose(config: SystemdConfig, name: str | None, address_given: bool) -> Non
 
 
 def _reload() -> str:
-    """`listenfd reload`: what SIGHUP does (hypercorn stops its workers and
-    starts new ones), then wait until they serve."""
-    readiness = _readiness
-    assert readiness is not None
-    with readiness.lock:
-        before = readiness.generation
-    os.kill(os.getpid(), signal.SIGHUP)
-    readiness.wait_ready_after(before)
-    return f"hypercorn pid {os.getpid()}: {readiness.workers} new worker(s) serve"
+    """`listenfd reload`: what SIGHUP does, then wait until the new workers
+    serve and the old ones have stopped."""
+    coordinator = _coordinator
+    assert coordinator is not None
+    return coordinator.reload_by(
+        lambda: os.kill(os.getpid(), signal.SIGHUP),
+        lambda: f"{coordinator.workers} new worker(s) serve; the old ones have stopped",
+    )
+
+
+@dataclass
+class _Run:
+    """What ``hypercorn.run.run()`` starts its workers with (seen when it
+    calls ``_populate``): the list it keeps them in, and the rest."""
+
+    processes: list[Any]
+    config: SystemdConfig
+    worker_func: Any
+    sockets: Any
+    shutdown_event: Any
+    ctx: Any
+
+
+_run: _Run | None = None
+_original_populate: Callable[..., None] | None = None
+
+
+def _populate(
+    processes: list[Any],
+    config: SystemdConfig,
+    worker_func: Any,
+    sockets: Any,
+    shutdown_event: Any,
+    ctx: Any,
+) -> None:
+    global _run
+    _run = _Run(processes, config, worker_func, sockets, shutdown_event, ctx)
+    if config.listenfd_retire is None:
+        config.listenfd_retire = ctx.Event()
+    assert _original_populate is not None
+    _original_populate(processes, config, worker_func, sockets, shutdown_event, ctx)
+
+
+class _WorkerPool:
+    """hypercorn's worker processes, as `Coordinator.replace` replaces them."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.old_retire = run.config.listenfd_retire
+        # Workers spawned from now on stop on their own event.
+        run.config.listenfd_retire = run.ctx.Event()
+
+    def spawn(self) -> Any:
+        started: list[Any] = []
+        run = self.run
+        assert _original_populate is not None
+        workers = run.config.workers
+        run.config.workers = 1
+        try:
+            _original_populate(
+                started, run.config, run.worker_func, run.sockets, run.shutdown_event, run.ctx
+            )
+        finally:
+            run.config.workers = workers
+        return started[0]
+
+    def process(self, worker: Any) -> Any:
+        return worker
+
+    def retire(self, workers: list[Any]) -> None:
+        self.old_retire.set()
+        grace = float(self.run.config.graceful_timeout) + 1
+        for process in workers:
+            process.join(grace)
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+    def discard(self, workers: list[Any]) -> None:
+        self.run.config.listenfd_retire = self.old_retire
+        for process in workers:
+            process.kill()
+        for process in workers:
+            process.join()
+
+
+def _replace_workers() -> None:
+    """A reload, new before old (hypercorn's own stops every worker first,
+    and exits if the new ones fail)."""
+    coordinator, run = _coordinator, _run
+    assert coordinator is not None
+    assert run is not None
+    _log.info("reloading: replacing the workers (new before old)")
+    new = coordinator.replace(
+        _WorkerPool(run), list(run.processes), float(run.config.startup_timeout)
+    )
+    if new is None:
+        _log.error(f"reload failed, the old workers keep serving: {coordinator.failure}")
+        return
+    run.processes[:] = new
+
+
+class _Wake:
+    """A pipe the SIGHUP handler writes to, to wake the main process's wait
+    for its workers: the reload then runs there, not in the handler."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = os.pipe()
+        os.set_blocking(self.reader, False)
+        os.set_blocking(self.writer, False)
+        self.requested = False
+
+    def request(self) -> None:
+        self.requested = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.writer, b"\0")
+
+    def take(self) -> bool:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.reader, 64)
+        requested, self.requested = self.requested, False
+        return requested
+
+
+_wake = _Wake()
 
 
 class _SignalModule:
@@ -147,31 +269,63 @@ _stopping = False
 
 def _tell_then(signum: int, handler: Callable[..., Any], *args: Any) -> Any:
     global _stopping
-    readiness = _readiness
+    coordinator = _coordinator
+    if signum == signal.SIGHUP and coordinator is not None and _run is not None:
+        _wake.request()  # replaced in the main loop, new before old
+        return None
     if signum != signal.SIGHUP:
         _stopping = True
-    if readiness is not None:
-        if signum == signal.SIGHUP:
-            readiness.reloading()
-        else:
-            readiness.stopping()
+        if coordinator is not None:
+            coordinator.stopping()
+    elif coordinator is not None:
+        coordinator.reloading()
     return handler(*args)
 
 
 def _wait_for_workers(
     object_list: Iterable[Any], timeout: float | None = None, *, grace: float
 ) -> list[Any]:
-    """``hypercorn.run``'s ``wait``: run() waits for *any* worker to exit, then
-    terminates the others -- at a stop, that kills a worker still finishing
-    a request (a response cut short). While stopping, wait for all of them
-    (at most `grace` s more: hypercorn's graceful timeout, and a margin)."""
+    """``hypercorn.run``'s ``wait``. It runs a requested reload (`_wake`).
+    And run() waits for *any* worker to exit, then terminates the others --
+    at a stop, that kills a worker still finishing a request (a response cut
+    short). While stopping, wait for all of them (at most `grace` s more:
+    hypercorn's graceful timeout, and a margin)."""
     objects = list(object_list)
-    ready = multiprocessing.connection.wait(objects, timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = multiprocessing.connection.wait([*objects, _wake.reader], left)
+        if _wake.reader not in ready:
+            break
+        if _wake.take() and not _stopping:
+            _replace_workers()
+            assert _run is not None
+            objects = [p.sentinel for p in _run.processes]
+        ready = [o for o in ready if o in objects]
+        if ready or (deadline is not None and time.monotonic() >= deadline):
+            break
     if _stopping and timeout is None and ready:
         multiprocessing.connection.wait([o for o in objects if o not in ready], timeout=grace)
         # The sentinels of exited workers are readable: all that finished.
         ready = multiprocessing.connection.wait(objects, timeout=0)
     return ready
+
+
+def _check_for_updates(files: dict[Any, float]) -> bool:
+    """``hypercorn --reload``'s check for changed files: a change replaces
+    the workers here, new before old, and hypercorn never reloads itself."""
+    import hypercorn.utils
+
+    if not hypercorn.utils.check_for_updates(files):
+        return False
+    for path in list(files):
+        try:
+            files[path] = path.stat().st_mtime
+        except FileNotFoundError:
+            del files[path]
+    if _coordinator is not None and _run is not None and not _stopping:
+        _replace_workers()
+    return False
 
 
 # Polls (0.1 s each) between a worker's stop accepting and hypercorn's close
@@ -193,8 +347,11 @@ class _WorkerShutdownEvent:
     for the new workers. (One poll was not always enough on a loaded
     machine: a request lost in about 60 restarts under load in CI.)"""
 
-    def __init__(self, event: Any, report: Reporter | None, servers: list[Any]) -> None:
+    def __init__(
+        self, event: Any, retire: Any, report: Reporter | None, servers: list[Any]
+    ) -> None:
         self._event = event
+        self._retire = retire
         self._report = report
         self._servers = servers
         self._polls_left = GRACE_POLLS
@@ -202,8 +359,8 @@ class _WorkerShutdownEvent:
     def is_set(self) -> bool:
         if self._report is not None:
             report, self._report = self._report, None
-            report()
-        if not self._event.is_set():
+            report.ready()
+        if not self._event.is_set() and not (self._retire is not None and self._retire.is_set()):
             return False
         if not self._servers or self._polls_left == 0:
             return True
@@ -256,12 +413,17 @@ def _serve(kind: str, config: Config, sockets: Any, shutdown_event: Any) -> None
             import hypercorn.asyncio.run
 
             hypercorn.asyncio.run.asyncio = _AsyncioView(servers)  # type: ignore[attr-defined,assignment]
-        shutdown_event = _WorkerShutdownEvent(shutdown_event, report, servers)
+        retire = getattr(config, "listenfd_retire", None)
+        shutdown_event = _WorkerShutdownEvent(shutdown_event, retire, report, servers)
     elif report is not None:
         # -w 0: served in this process, which never polls an event; the
         # socket listens already, so connections wait for the app.
-        report()
-    real(config=config, sockets=sockets, shutdown_event=shutdown_event)
+        report.ready()
+    if report is None:
+        real(config=config, sockets=sockets, shutdown_event=shutdown_event)
+        return
+    with report.loading():
+        real(config=config, sockets=sockets, shutdown_event=shutdown_event)
 
 
 def asyncio_worker(config: Config, sockets: Any = None, shutdown_event: Any = None) -> None:
@@ -283,7 +445,7 @@ def serve(
     `name`, else the one at ``--bind``, else the only one passed; with none
     passed, hypercorn binds as usual. `address_given`: ``--bind`` was given
     (serving another socket then gets a warning)."""
-    global _readiness
+    global _coordinator, _original_populate
     config.__class__ = SystemdConfig
     assert isinstance(config, SystemdConfig)
     config.listenfd_main_pid = os.getpid()
@@ -294,17 +456,22 @@ def serve(
         where = f"{_choice.address} ({_choice.source})" if _choice else ", ".join(config.bind)
         return f"Listening at {where}, {workers} worker(s)"
 
-    _readiness = WorkerReadiness(workers, status)
+    _coordinator = Coordinator("hypercorn", workers, status)
     role = standby.take_role()
     if role is not None and not config.use_reloader:
-        _readiness.use_standby(wait=role == "wait")
-    config.listenfd_report = _readiness.reporter
+        _coordinator.use_standby(wait=role == "wait")
+    config.listenfd_report = _coordinator.reporter
     control.serve("Hypercorn", _reload, _log)
     import hypercorn.run
 
     hypercorn.run.signal = _SignalModule()  # type: ignore[attr-defined,assignment]
     grace = float(config.graceful_timeout) + 1
     hypercorn.run.wait = functools.partial(_wait_for_workers, grace=grace)  # type: ignore[attr-defined]
+    hypercorn.run.check_for_updates = _check_for_updates  # type: ignore[attr-defined]
+    run_module: Any = hypercorn.run
+    if _original_populate is None:
+        _original_populate = run_module._populate
+    run_module._populate = _populate
     ours = {"asyncio": asyncio_worker, "uvloop": uvloop_worker, "trio": trio_worker}
     for kind, (module, attr) in _WORKERS.items():
         try:

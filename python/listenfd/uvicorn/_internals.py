@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from listenfd._internals import unsupported
+from listenfd._internals import missing, unsupported
 
 SUPPORTED_UVICORN = ">=0.54,<0.56"
 
@@ -39,10 +39,14 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "Server.startup": "ends when the worker accepts (READY=1)",
     "Server.shutdown": "the graceful stop (STOPPING=1)",
     "Server.started": "set by startup() when it succeeded",
-    # Multiprocess: handle_hup() replaces the workers one by one (each new
-    # one ready before its old one stops) and returns when done; processes:
-    # the workers, to tell whether all were replaced.
-    "Multiprocess.handle_hup": "SIGHUP's worker replacement (RELOADING=1, READY=1)",
+    # Multiprocess: handle_hup() is SIGHUP's worker replacement, ours starts
+    # every new Process(config, sockets) before any old one stops; the
+    # workers live in processes.
+    "Multiprocess.handle_hup": "SIGHUP's worker replacement (ours: new before old)",
+    "Multiprocess.config": "the configuration new workers start with",
+    "Multiprocess.sockets": "the sockets new workers serve",
+    "uvicorn.supervisors.multiprocess.Process": "a worker process (start, terminate, kill, join)",
+    "Config.timeout_worker_healthcheck": "how long a new worker may take to be ready",
     "Multiprocess.handle_term": "SIGTERM (STOPPING=1)",
     "Multiprocess.handle_int": "SIGINT (STOPPING=1)",
     "Multiprocess.signal_queue": "how SIGHUP reaches handle_hup(); listenfd reload queues one",
@@ -83,21 +87,8 @@ def check_uvicorn() -> None:
         "Multiprocess": Multiprocess,
         "BaseReload": BaseReload,
     }
-    # Instance attributes, set in __init__: read from the source's names.
-    instance = {
-        "Config.uds": "uds" in Config.__init__.__code__.co_varnames,
-        "Config.backlog": "backlog" in Config.__init__.__code__.co_varnames,
-        "Server.started": "started" in Server.__init__.__code__.co_names,
-        "Multiprocess.signal_queue": "signal_queue" in Multiprocess.__init__.__code__.co_names,
-        "Multiprocess.processes": "processes" in Multiprocess.__init__.__code__.co_names,
-    }
-    missing = []
-    for dotted, purpose in _REQUIRED_INTERNALS.items():
-        root, _, attr = dotted.rpartition(".")
-        present = instance.get(dotted, hasattr(roots[root], attr))
-        if not present:
-            missing.append(f"{dotted} ({purpose})")
-    if missing:
+    gone = missing(_REQUIRED_INTERNALS, roots)
+    if gone:
         raise UvicornIncompatible(
-            unsupported("uvicorn", uvicorn.__version__, SUPPORTED_UVICORN, missing)
+            unsupported("uvicorn", uvicorn.__version__, SUPPORTED_UVICORN, gone)
         )

@@ -28,8 +28,8 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 from listenfd import _control as control
 from listenfd import _standby as standby
 from listenfd._bind import describe_address
-from listenfd._serving import Unservable, Wanted, take
 from listenfd._coordinator import Coordinator, Reporter
+from listenfd._serving import Unservable, Wanted, take
 from listenfd.uvicorn._internals import main_module
 
 _logger = logging.getLogger("uvicorn.error")
