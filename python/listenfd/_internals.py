@@ -4,26 +4,31 @@ release listenfd cannot work with."""
 
 from __future__ import annotations
 
+import dis
 import importlib
 from collections.abc import Mapping
 
 
 def _instance_attribute(cls: type, attr: str) -> bool:
     """`attr` is an instance attribute of `cls`: a method of the class (or
-    of a base) sets or reads ``self.attr`` (the name is among its code's)."""
+    of a base) assigns ``self.attr``."""
     for klass in cls.__mro__:
         for member in vars(klass).values():
             code = getattr(member, "__code__", None)
-            if code is not None and attr in code.co_names:
-                return True
+            if code is None or attr not in code.co_names:
+                continue
+            for instruction in dis.get_instructions(code):
+                if instruction.opname == "STORE_ATTR" and instruction.argval == attr:
+                    return True
     return False
 
 
 def present(dotted: str, roots: Mapping[str, object]) -> bool:
     """Whether `dotted` resolves: its longest prefix that is a key of
     `roots` (a class, an instance, a module) or else an importable module,
-    then each attribute in turn. On a class, an instance attribute its
-    methods use counts."""
+    then each attribute in turn. The last may be an instance attribute
+    that the class's methods use (set later than ``__init__``, or on
+    instances yet to be made)."""
     parts = dotted.split(".")
     obj: object = None
     for cut in range(len(parts) - 1, 0, -1):
@@ -43,7 +48,8 @@ def present(dotted: str, roots: Mapping[str, object]) -> bool:
         if not hasattr(obj, attr):
             return False
         obj = getattr(obj, attr)
-    return hasattr(obj, last) or (isinstance(obj, type) and _instance_attribute(obj, last))
+    cls = obj if isinstance(obj, type) else type(obj)
+    return hasattr(obj, last) or _instance_attribute(cls, last)
 
 
 def missing(required: Mapping[str, str], roots: Mapping[str, object]) -> list[str]:

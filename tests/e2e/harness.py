@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 
 from conftest import REPORT
+from granian_helpers import get
 
-from e2e.loadgen import Load
+from e2e.deploy import AppTree
+from e2e.loadgen import Load, assert_nothing_dropped
 from e2e.nspawn import Container
 
 # Restarts at a deployer's pace (the example units have no start limit; the
@@ -69,4 +71,45 @@ def report(what: str, load: Load, restarts: Restarts) -> None:
         f"after {load.retried} retried); "
         f"latency p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.0f} ms; "
         f"`systemctl {restarts.verb}` median {durations[n // 2] * 1000:.0f} ms"
+    )
+
+
+def broken_reload_under_load(
+    systemd: Container, unit: str, app: AppTree, port: int, target: tuple[str, int]
+) -> None:
+    """`systemctl reload UNIT` (ExecReload=listenfd reload $MAINPID) of a
+    deploy that no longer imports, under load: the reload fails naming the
+    cause, the unit stays active with its old workers serving the old code,
+    0 refused, 0 failed; the next good deploy reloads."""
+    before = get(target)
+    main_pid = systemd.show(unit, "MainPID")
+    app.break_app()
+    try:
+        with Load(port) as load:
+            time.sleep(0.3)
+            started = time.monotonic()
+            failed = systemd.run("systemctl", "reload", unit, check=False)
+            took = time.monotonic() - started
+            time.sleep(0.3)
+            during = get(target)
+        assert failed.returncode != 0, "systemctl reload fails loudly"
+        assert took < 15, f"the failed reload took {took:.1f} s"
+        assert systemd.show(unit, "ActiveState") == "active"
+        assert systemd.show(unit, "MainPID") == main_pid, "the same server"
+        assert field(during, "code") == field(before, "code"), "the old version serves"
+        journal = systemd.journal(unit)
+        assert "RuntimeError: a broken deploy" in journal, journal
+        assert "keep serving" in systemd.show(unit, "StatusText")
+        assert_nothing_dropped(load)
+    finally:
+        app.deploy_code("fixed")
+    systemd.systemctl("reload", unit)
+    assert field(get(target), "code") == "fixed", "the next good deploy reloads fine"
+    app.deploy_code("1")
+    systemd.systemctl("reload", unit)
+    REPORT.append(
+        f"{unit} (socket unit), a broken deploy: `systemctl reload` exited "
+        f"{failed.returncode} after {took:.1f} s, unit active, old workers served "
+        f"{load.ok} requests: refused {load.refused}, failed {load.failed} + "
+        f"{load.failed_keep_alive} (keep-alive, {load.retried} retried)"
     )

@@ -25,7 +25,7 @@ from conftest import REPORT, free_port
 from granian_helpers import get, listeners
 
 from e2e.deploy import EXAMPLES, AppTree, example, port_is_free, unit_value
-from e2e.harness import Restarts, field, report, restarts_under_load
+from e2e.harness import Restarts, broken_reload_under_load, field, report, restarts_under_load
 from e2e.loadgen import Load, assert_nothing_dropped, wait_serving
 from e2e.nspawn import Container, unavailable
 
@@ -192,6 +192,14 @@ def test_reload_returns_once_only_the_new_code_serves(systemd: Container, app: A
     REPORT.append(
         f"Granian alone, `systemctl reload` (listenfd reload): returned after {took:.1f} s"
     )
+
+
+@pytest.mark.usefixtures("socket_listening")
+def test_a_broken_deploy_fails_the_reload_and_the_old_workers_keep_serving(
+    systemd: Container, app: AppTree
+) -> None:
+    get(TARGET)  # started
+    broken_reload_under_load(systemd, "granian.service", app, PORT, TARGET)
 
 
 @pytest.mark.usefixtures("socket_listening")

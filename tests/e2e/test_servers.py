@@ -13,7 +13,7 @@ from conftest import wait_for
 from granian_helpers import get, listeners
 
 from e2e.deploy import AppTree, example, port_is_free, unit_value
-from e2e.harness import Restarts, field, report, restarts_under_load
+from e2e.harness import Restarts, broken_reload_under_load, field, report, restarts_under_load
 from e2e.loadgen import assert_nothing_dropped
 from e2e.nspawn import Container, unavailable
 
@@ -95,3 +95,10 @@ def test_activation_restarts_and_reloads_drop_nothing(
     (_,) = listeners(port=PORT)
     systemd.systemctl("stop", unit)
     assert systemd.show(f"{server}.socket", "ActiveState") == "active", "the port stays open"
+
+
+def test_a_broken_deploy_fails_the_reload_and_the_old_workers_keep_serving(
+    server: str, systemd: Container, app: AppTree
+) -> None:
+    systemd.systemctl("start", f"{server}.service")
+    broken_reload_under_load(systemd, f"{server}.service", app, PORT, TARGET)
