@@ -101,6 +101,27 @@ pub fn allowed(peer: Peer, own_uid: u32) -> bool {
     peer.uid == own_uid || peer.uid == 0
 }
 
+/// How long a server waits for a client's request line before it hangs up.
+pub const REQUEST_TIMEOUT_SECS: u64 = 10;
+
+/// A server's refusal of `request` from a peer of `peer_uid` (`server`
+/// names what it is, for the message), or `None`: go on and reload.
+pub fn refusal(request: &str, peer_uid: u32, own_uid: u32, server: &str) -> Option<Reply> {
+    if !allowed(
+        Peer {
+            pid: 0,
+            uid: peer_uid,
+        },
+        own_uid,
+    ) {
+        return Some(Reply::Failed(format!(
+            "permission denied: uid {peer_uid} may not reload a {server} of uid {own_uid}"
+        )));
+    }
+    let request = request.trim_end();
+    (request != RELOAD).then(|| Reply::Failed(format!("unknown request {request:?}")))
+}
+
 /// Listen on this process's control socket.
 pub fn bind(pid: u32) -> io::Result<UnixListener> {
     let addr = SocketAddr::from_abstract_name(name(pid).as_bytes())?;
@@ -115,7 +136,7 @@ pub enum ReloadError {
     NoProcess(u32),
     #[error(
         "process {pid} ({comm}) does not answer reload requests: it is neither `listenfd run` \
-         nor Granian started with --systemd-socket (through listenfd)"
+         nor Granian, uvicorn or Hypercorn started with --systemd-socket (through listenfd)"
     )]
     NotServed { pid: u32, comm: String },
     #[error(
@@ -224,6 +245,31 @@ mod tests {
             Some(Reply::Failed("two lines".into()))
         );
         assert_eq!(Reply::parse("STATUS starting\n"), None);
+    }
+
+    #[test]
+    fn refusals() {
+        let cases = [
+            ("RELOAD\n", 1000, 1000, None),
+            ("RELOAD", 0, 1000, None),
+            (
+                "RELOAD\n",
+                1001,
+                1000,
+                Some("FAILED permission denied: uid 1001 may not reload a Granian of uid 1000\n"),
+            ),
+            (
+                "STOP\n",
+                1000,
+                1000,
+                Some("FAILED unknown request \"STOP\"\n"),
+            ),
+            ("", 1000, 1000, Some("FAILED unknown request \"\"\n")),
+        ];
+        for (request, peer, own, expected) in cases {
+            let got = refusal(request, peer, own, "Granian").map(|r| r.line());
+            assert_eq!(got.as_deref(), expected, "{request:?} from {peer}");
+        }
     }
 
     #[test]

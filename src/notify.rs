@@ -236,6 +236,28 @@ impl Notification {
     }
 }
 
+/// `RELOADING=1` with the `MONOTONIC_USEC=` systemd needs with it (now).
+pub fn reloading_message() -> String {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
+    let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
+/// Each key once, with the value systemd reads (its first line), in the
+/// order the keys first appear.
+pub fn first_values(fields: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    fields
+        .into_iter()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect()
+}
+
 /// Parse `KEY=VALUE` lines; lines without `=` are ignored, as systemd does.
 pub fn parse_message(payload: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(payload)

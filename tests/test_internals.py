@@ -3,6 +3,7 @@ made-up module; each server's real list is checked in its own tests."""
 
 from __future__ import annotations
 
+import re
 import types
 
 import pytest
@@ -53,3 +54,41 @@ def test_present(name: str, found: bool) -> None:
 def test_missing_names_each_with_its_purpose() -> None:
     required = {"mod.Server": "the class", "mod.gone": "what it was for"}
     assert missing(required, ROOTS) == ["mod.gone (what it was for)"]
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [
+        ("127.0.0.1:8000", ("127.0.0.1", 8000)),
+        ("[::1]:8001", ("::1", 8001)),
+        ("localhost", ("localhost", 8000)),  # hypercorn's rule: no port is 8000
+        (":9000", ("", 9000)),
+        ("unix:/run/app.sock", "/run/app.sock"),
+    ],
+)
+def test_hypercorn_binds_are_read_by_the_one_address_parser(
+    bind: str, address: tuple[str, int] | str
+) -> None:
+    pytest.importorskip("hypercorn")
+    from listenfd.hypercorn._server import wanted_address
+
+    assert wanted_address(bind) == address
+
+
+@pytest.mark.parametrize(
+    ("bind", "why"),
+    [
+        ("localhost:99999", "port 99999 is out of range"),
+        ("::1:80", "expected HOST:PORT, [IPV6]:PORT"),
+        ("[::1", "expected HOST:PORT"),
+        ("fd://3", "names a socket too"),
+    ],
+)
+def test_a_hypercorn_bind_that_cannot_be_read_is_named(bind: str, why: str) -> None:
+    pytest.importorskip("hypercorn")
+    from listenfd._serving import Unservable
+    from listenfd.hypercorn._server import wanted_address
+
+    with pytest.raises(Unservable, match=re.escape(why)) as raised:
+        wanted_address(bind)
+    assert bind in str(raised.value)

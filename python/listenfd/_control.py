@@ -14,7 +14,12 @@ import struct
 from collections.abc import Callable
 
 from listenfd._coordinator import ReloadFailed
-from listenfd._listenfd import control_socket_name
+from listenfd._listenfd import (
+    CONTROL_REQUEST_TIMEOUT_SECS,
+    control_refusal,
+    control_reply,
+    control_socket_name,
+)
 from listenfd._serving import Logger, start_helper_thread
 
 __all__ = ["ReloadFailed", "serve"]
@@ -53,19 +58,15 @@ def _answer(conn: socket.socket, server: str, reload: Callable[[], str]) -> None
         )
         # The request first, a refusal included: a client still writing to a
         # closed connection would see only EPIPE.
-        conn.settimeout(10)
-        request = conn.makefile("rb").readline().decode(errors="replace").strip()
-        own = os.geteuid()
-        if uid not in (own, 0):
-            why = f"permission denied: uid {uid} may not reload a {server} of uid {own}"
-            conn.sendall(f"FAILED {why}\n".encode())
-            return
-        if request != "RELOAD":
-            conn.sendall(f"FAILED unknown request {request!r}\n".encode())
+        conn.settimeout(CONTROL_REQUEST_TIMEOUT_SECS)
+        request = conn.makefile("rb").readline().decode(errors="replace")
+        refusal = control_refusal(request, uid, os.geteuid(), server)
+        if refusal is not None:
+            conn.sendall(refusal.encode())
             return
         conn.settimeout(None)
         try:
-            answer = f"OK {reload()}"
+            answer = control_reply(True, reload())
         except ReloadFailed as exc:
-            answer = f"FAILED {exc}"
-        conn.sendall(f"{answer}\n".encode())
+            answer = control_reply(False, str(exc))
+        conn.sendall(answer.encode())

@@ -33,13 +33,15 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from listenfd import _standby as standby
 from listenfd import notify
+from listenfd._listenfd import reloading_message
 from listenfd._serving import start_helper_thread
 
-# What workers say (the first word of a report).
+# What workers say (the first word of a report); a standby's words are the
+# standby protocol's.
 READY = "ready"
 FAILED = "failed"
-WAITING = "waiting"
-STALE = "stale"
+WAITING = standby.WAITING
+STALE = standby.STALE
 
 
 class ReloadFailed(Exception):
@@ -295,7 +297,7 @@ class Coordinator:
     def _emit(self, event: Event) -> None:
         self.events.append(event)
         if isinstance(event, Reloading):
-            self.send(notify.reloading_message())
+            self.send(reloading_message())
         elif isinstance(event, Stopping):
             self.send("STOPPING=1")
         else:

@@ -11,13 +11,23 @@ from collections.abc import Awaitable, Sequence
 from typing import Final, Literal, final
 
 __all__ = [
+    "CONTROL_REQUEST_TIMEOUT_SECS",
     "DEFAULT_DEBOUNCE_MS",
     "DEFAULT_DEFER_ACCEPT_SECS",
+    "DEFAULT_READY_DELAY_SECS",
+    "DEFAULT_READY_TIMEOUT_SECS",
     "DEFAULT_RELOAD_TIMEOUT_SECS",
+    "DEFAULT_STOP_TIMEOUT_SECS",
     "DEFAULT_WORKER_READY_TIMEOUT_SECS",
+    "LISTEN_VARIABLES",
     "SD_LISTEN_FDS_START",
     "STANDBY_ENV",
     "STANDBY_FIELD",
+    "STANDBY_OFFER",
+    "STANDBY_STALE",
+    "STANDBY_SUPPORTED",
+    "STANDBY_WAIT",
+    "STANDBY_WAITING",
     "STANDBY_WAKE_SIGNAL",
     "ActivationError",
     "InheritedSocket",
@@ -25,6 +35,8 @@ __all__ = [
     "ReloadError",
     "__version__",
     "bind_fresh",
+    "control_refusal",
+    "control_reply",
     "control_socket_name",
     "fdname_problem",
     "from_systemd",
@@ -32,7 +44,9 @@ __all__ = [
     "notify",
     "notify_send",
     "parse_host_port",
+    "parse_notification",
     "reload",
+    "reloading_message",
     "watchdog_usec",
 ]
 
@@ -55,6 +69,38 @@ STANDBY_FIELD: Final[str]
 
 STANDBY_WAKE_SIGNAL: Final[int]
 """The signal that wakes a waiting standby (SIGURG)."""
+
+STANDBY_OFFER: Final[str]
+"""``offer``: ``LISTENFD_STANDBY`` of a child started as usual."""
+
+STANDBY_WAIT: Final[str]
+"""``wait``: ``LISTENFD_STANDBY`` of a standby."""
+
+STANDBY_SUPPORTED: Final[str]
+"""``supported``: the ``X_LISTENFD_STANDBY`` a READY=1 carries when the
+server can stand by."""
+
+STANDBY_WAITING: Final[str]
+"""``waiting``: a standby reached the point where it waits to be woken."""
+
+STANDBY_STALE: Final[str]
+"""``stale``: a woken standby had read a file changed since (``stale PATH``)."""
+
+LISTEN_VARIABLES: Final[list[str]]
+"""The variables of the socket-activation protocol (``LISTEN_PID``,
+``LISTEN_PIDFDID``, ``LISTEN_FDS``, ``LISTEN_FDNAMES``, ``LISTEN_FDS_FIRST_FD``)."""
+
+DEFAULT_READY_TIMEOUT_SECS: Final[int]
+"""30: ``listenfd run --ready-timeout``'s default."""
+
+DEFAULT_READY_DELAY_SECS: Final[int]
+"""2: ``listenfd run --ready-delay``'s default."""
+
+DEFAULT_STOP_TIMEOUT_SECS: Final[int]
+"""10: ``listenfd run --stop-timeout``'s default."""
+
+CONTROL_REQUEST_TIMEOUT_SECS: Final[int]
+"""How long a server waits for the request line of ``listenfd reload``."""
 
 DEFAULT_RELOAD_TIMEOUT_SECS: Final[int]
 """How long ``listenfd reload`` waits for an answer by default (``--timeout``)."""
@@ -268,6 +314,21 @@ def reload(pid: int, timeout: float = ...) -> str:
     ``--systemd-socket``) to reload and wait up to ``timeout`` seconds (120 by
     default): its answer once the new version serves and the old one has
     stopped. ``ReloadError`` saying why otherwise."""
+
+def control_refusal(request: str, peer_uid: int, own_uid: int, server: str) -> str | None:
+    """A control server's refusal of the request line ``request`` from a peer
+    of uid ``peer_uid`` (only its own uid and root may reload): the reply
+    line, or ``None`` to go on and reload."""
+
+def control_reply(ok: bool, text: str) -> str:
+    """A control server's reply line: ``OK text`` or ``FAILED text``."""
+
+def reloading_message() -> str:
+    """``RELOADING=1`` with ``MONOTONIC_USEC=`` (now), as a reload announces it."""
+
+def parse_notification(text: str) -> list[tuple[str, str]]:
+    """A notification's ``KEY=VALUE`` lines as systemd reads them: each key
+    once, with its first value."""
 
 def control_socket_name(pid: int) -> str:
     """The abstract unix socket name (without the leading NUL) on which process

@@ -138,6 +138,53 @@ def take(wanted: Wanted, log: Logger) -> tuple[InheritedSocket | None, str]:
     return chosen, reason
 
 
+@dataclass
+class Chosen:
+    """The passed socket a server serves on: `sock` owns it now."""
+
+    sock: socket.socket
+    fd: int
+    """The fd number it was passed as."""
+    name: str
+    address: str
+    """As `describe_address` gives it (``127.0.0.1:8000``, a unix path)."""
+    backlog: int
+    """The one the service manager gave it (``Backlog=``): a server that
+    calls ``listen()`` again must use it."""
+    reason: str
+
+    @property
+    def is_unix(self) -> bool:
+        return self.sock.family == socket.AF_UNIX
+
+    @property
+    def source(self) -> str:
+        return f"fd {self.fd} {self.name!r}, from systemd"
+
+
+def choose_socket(wanted: Wanted, log: Logger, backlog: int) -> tuple[Chosen | None, str]:
+    """`take`, and the one log line that says which socket serves and why;
+    `backlog`: the server's own, for a socket whose backlog is unknown.
+    ``(None, why)``: bind as usual."""
+    inherited, reason = take(wanted, log)
+    if inherited is None:
+        return None, reason
+    fd, name, address = inherited.fd, inherited.name, describe_address(inherited.address)
+    chosen = Chosen(
+        fd=fd,
+        name=name,
+        address=address,
+        backlog=inherited.backlog or backlog,
+        reason=reason,
+        sock=socket.socket(fileno=inherited.detach()),
+    )
+    log.info(
+        f"{wanted.flag}: using fd {chosen.fd} {chosen.name!r} ({chosen.address}, backlog "
+        f"{chosen.backlog}) because {reason}"
+    )
+    return chosen, reason
+
+
 def _connected(sock: InheritedSocket) -> bool:
     return sock.type == socket.SOCK_STREAM and not sock.listening
 

@@ -23,12 +23,27 @@ from types import ModuleType
 from typing import Any
 
 from listenfd import notify
-from listenfd._listenfd import STANDBY_ENV as ENV
-from listenfd._listenfd import STANDBY_FIELD as FIELD
-from listenfd._listenfd import STANDBY_WAKE_SIGNAL as WAKE_SIGNAL
+from listenfd._listenfd import (
+    STANDBY_ENV,
+    STANDBY_FIELD,
+    STANDBY_OFFER,
+    STANDBY_STALE,
+    STANDBY_SUPPORTED,
+    STANDBY_WAIT,
+    STANDBY_WAITING,
+    STANDBY_WAKE_SIGNAL,
+)
 from listenfd._serving import start_helper_thread
 
-SUPPORTED = f"{FIELD}=supported"
+# The protocol's words, from Rust (the launcher's side).
+ENV = STANDBY_ENV
+FIELD = STANDBY_FIELD
+OFFER = STANDBY_OFFER
+WAIT = STANDBY_WAIT
+WAITING = STANDBY_WAITING
+STALE = STANDBY_STALE
+WAKE_SIGNAL = STANDBY_WAKE_SIGNAL
+SUPPORTED = f"{FIELD}={STANDBY_SUPPORTED}"
 # File timestamps come from a clock that ticks every few ms, and the start
 # time of a process is known to 10 ms: a file changed this little before the
 # process started counts as changed after (a needless cold start, never a
@@ -39,7 +54,7 @@ MARGIN_NS = 50_000_000
 def role(environ: Mapping[str, str]) -> str | None:
     """``"offer"`` or ``"wait"`` as the launcher said, else None."""
     value = environ.get(ENV)
-    return value if value in ("offer", "wait") else None
+    return value if value in (OFFER, WAIT) else None
 
 
 def take_role() -> str | None:
@@ -133,20 +148,20 @@ def wait_in_worker(event: Any, threshold_ns: int | None, report: Callable[..., N
     woken already."""
     if event is None or event.is_set():
         return
-    report("waiting")
+    report(WAITING)
     event.wait()
     if threshold_ns is None:
         return
     path = stale_file(threshold_ns)
     if path is None:
         return
-    report("stale", path)
+    report(STALE, path)
     threading.Event().wait()
 
 
 def say_waiting() -> None:
-    notify.notify(f"{FIELD}=waiting")
+    notify.notify(f"{FIELD}={WAITING}")
 
 
 def say_stale(path: str) -> None:
-    notify.notify(f"{FIELD}=stale {path}")
+    notify.notify(f"{FIELD}={STALE} {path}")

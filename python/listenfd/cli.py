@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from listenfd._bind import describe_address
 from listenfd._listenfd import (
     DEFAULT_DEBOUNCE_MS,
+    DEFAULT_READY_DELAY_SECS,
+    DEFAULT_READY_TIMEOUT_SECS,
     DEFAULT_RELOAD_TIMEOUT_SECS,
+    DEFAULT_STOP_TIMEOUT_SECS,
     ActivationError,
     InheritedSocket,
     __version__,
@@ -231,23 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--ready-timeout",
         type=float,
-        default=30.0,
+        default=float(DEFAULT_READY_TIMEOUT_SECS),
         metavar="SECS",
-        help="give up a new child not ready by then (default 30)",
+        help=f"give up a new child not ready by then (default {DEFAULT_READY_TIMEOUT_SECS})",
     )
     run_cmd.add_argument(
         "--ready-delay",
         type=float,
-        default=2.0,
+        default=float(DEFAULT_READY_DELAY_SECS),
         metavar="SECS",
-        help="a child that never notifies counts as ready after SECS (default 2)",
+        help="a child that never notifies counts as ready after SECS "
+        f"(default {DEFAULT_READY_DELAY_SECS})",
     )
     run_cmd.add_argument(
         "--stop-timeout",
         type=float,
-        default=10.0,
+        default=float(DEFAULT_STOP_TIMEOUT_SECS),
         metavar="SECS",
-        help="SIGKILL a child still running SECS after the stop signal",
+        help="SIGKILL a child still running SECS after the stop signal "
+        f"(default {DEFAULT_STOP_TIMEOUT_SECS})",
     )
     run_cmd.add_argument("--stop-signal", default="SIGTERM", metavar="SIG")
     run_cmd.add_argument(

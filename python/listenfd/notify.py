@@ -10,10 +10,9 @@ raises ``listenfd.ActivationError``.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 
-from listenfd._listenfd import fdname_problem, watchdog_usec
+from listenfd._listenfd import fdname_problem, reloading_message, watchdog_usec
 from listenfd._listenfd import notify as _notify
 
 __all__ = [
@@ -44,12 +43,6 @@ def reloading() -> bool:
     """``RELOADING=1`` with ``MONOTONIC_USEC=`` (systemd needs both); send
     ``ready()`` when the reload is done."""
     return notify(reloading_message())
-
-
-def reloading_message() -> str:
-    """What `reloading` sends: systemd needs ``MONOTONIC_USEC=`` with it."""
-    now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    return f"RELOADING=1\nMONOTONIC_USEC={now_usec}"
 
 
 def stopping() -> bool:

@@ -30,13 +30,8 @@ from typing import Any, Protocol
 
 __all__ = ["Notification", "NotifyReceiver", "SocketActivation", "activation", "spawn"]
 
-_LISTEN_VARIABLES = (
-    "LISTEN_PID",
-    "LISTEN_PIDFDID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    "LISTEN_FDS_FIRST_FD",
-)
+from listenfd._listenfd import LISTEN_VARIABLES as _LISTEN_VARIABLES
+from listenfd._listenfd import parse_notification
 
 
 class _HasFileno(Protocol):
@@ -174,7 +169,8 @@ class Notification:
     """fds sent with it (``SCM_RIGHTS``), owned by the receiver and closed with
     it: ``os.dup()`` one to keep it."""
     fields: Mapping[str, str] = field(default_factory=dict)
-    """The ``KEY=VALUE`` lines; a key sent twice keeps its last value."""
+    """The ``KEY=VALUE`` lines, as systemd reads them: a key sent twice keeps
+    its first value."""
     received: float = 0.0
     """When it arrived, as ``time.time()`` counts (the kernel's timestamp)."""
 
@@ -185,18 +181,11 @@ class Notification:
         return self.fields.get(key, default)
 
     def has(self, line: str) -> bool:
-        """``"READY=1"``: that exact line; ``"STATUS"``: that key, any value."""
-        key, eq, value = line.partition("=")
-        return key in self.fields and (not eq or self.fields[key] == value)
-
-
-def _parse(text: str) -> dict[str, str]:
-    fields = {}
-    for line in text.split("\n"):
-        key, eq, value = line.partition("=")
-        if eq:
-            fields[key] = value
-    return fields
+        """``"READY=1"``: that exact line (as systemd reads a flag: on any
+        line); ``"STATUS"``: that key, any value."""
+        if "=" in line:
+            return line in self.text.split("\n")
+        return line in self.fields
 
 
 _FD_SIZE = array.array("i").itemsize
@@ -265,7 +254,8 @@ class NotifyReceiver:
                 seconds, micros = _TIMEVAL.unpack(payload[: _TIMEVAL.size])
                 received = seconds + micros / 1_000_000
         text = data.decode(errors="replace")
-        self._messages.append(Notification(text, pid, tuple(fds), _parse(text), received))
+        fields = dict(parse_notification(text))
+        self._messages.append(Notification(text, pid, tuple(fds), fields, received))
         return True
 
     @property

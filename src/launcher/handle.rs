@@ -700,7 +700,7 @@ async fn answer_control(
     let mut line = String::new();
     let mut reader = BufReader::new(read);
     let request = reader.read_line(&mut line);
-    if tokio::time::timeout(Duration::from_secs(10), request)
+    if tokio::time::timeout(Duration::from_secs(control::REQUEST_TIMEOUT_SECS), request)
         .await
         .is_err()
     {
@@ -708,12 +708,9 @@ async fn answer_control(
     }
     // SAFETY: geteuid has no preconditions.
     let own_uid = unsafe { libc::geteuid() };
-    let reply = if !control::allowed(peer, own_uid) {
-        Reply::Failed(format!(
-            "permission denied: uid {} may not reload a launcher of uid {own_uid}",
-            peer.uid
-        ))
-    } else if line.trim_end() == control::RELOAD {
+    let reply = if let Some(refusal) = control::refusal(&line, peer.uid, own_uid, "launcher") {
+        refusal
+    } else {
         let (tx, rx) = oneshot::channel();
         let _ = requests.send(Request::Restart(tx));
         match rx.await {
@@ -721,8 +718,6 @@ async fn answer_control(
             Ok(Err(why)) => Reply::Failed(why),
             Err(_) => Reply::Failed("the launcher has stopped".into()),
         }
-    } else {
-        Reply::Failed(format!("unknown request {:?}", line.trim_end()))
     };
     write.write_all(reply.line().as_bytes()).await
 }
@@ -731,16 +726,7 @@ async fn answer_control(
 fn upstream_message(notice: Upstream) -> (String, Vec<OwnedFd>) {
     let text = match notice {
         Upstream::Ready => "READY=1".to_owned(),
-        Upstream::Reloading => {
-            let mut now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: a valid out-pointer for clock_gettime.
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-            let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
-            format!("RELOADING=1\nMONOTONIC_USEC={usec}")
-        }
+        Upstream::Reloading => crate::notify::reloading_message(),
         Upstream::Stopping => "STOPPING=1".to_owned(),
         Upstream::Status(text) => format!("STATUS={text}"),
         Upstream::Watchdog(value) => format!("WATCHDOG={value}"),

@@ -64,6 +64,13 @@ impl RestartMode {
 /// watchfiles (`granian --reload`, `uvicorn --reload`) waits 50 ms too.
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 
+/// `--ready-timeout`: a new child not ready by then is given up.
+pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 30;
+/// `--ready-delay`: a child that never notifies counts as ready after it.
+pub const DEFAULT_READY_DELAY_SECS: u64 = 2;
+/// `--stop-timeout`: SIGKILL a child still running this long after the stop signal.
+pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
+
 /// Everything `listenfd run` was asked to do.
 #[derive(Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // one per command-line flag
@@ -117,9 +124,9 @@ impl Config {
             debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
             standby: true,
             restart_mode: RestartMode::Overlap,
-            ready_timeout: Duration::from_secs(30),
-            ready_delay: Duration::from_secs(2),
-            stop_timeout: Duration::from_secs(10),
+            ready_timeout: Duration::from_secs(DEFAULT_READY_TIMEOUT_SECS),
+            ready_delay: Duration::from_secs(DEFAULT_READY_DELAY_SECS),
+            stop_timeout: Duration::from_secs(DEFAULT_STOP_TIMEOUT_SECS),
             stop_signal: libc::SIGTERM,
             notify_access_all: false,
             handle_signals: true,

@@ -20,6 +20,11 @@ pub const OFFER: &str = "offer";
 pub const WAIT: &str = "wait";
 /// The notification field a child answers with.
 pub const FIELD: &str = "X_LISTENFD_STANDBY";
+/// The words of [`FIELD`]: a child can stand by (with its READY=1), a
+/// standby waits, a woken standby is stale (`stale PATH`).
+pub const SUPPORTED: &str = "supported";
+pub const WAITING: &str = "waiting";
+pub const STALE: &str = "stale";
 /// Wakes a waiting standby. No server catches SIGURG (uvicorn's and
 /// gunicorn's supervisors take SIGUSR1/2, SIGWINCH, SIGTTIN/OU), and a
 /// process that does not handle it ignores it.
@@ -40,10 +45,10 @@ pub enum Report {
 
 pub fn parse_report(value: &str) -> Report {
     match value.split_once(' ') {
-        _ if value == "supported" => Report::Supported,
-        _ if value == "waiting" => Report::Waiting,
-        Some(("stale", path)) => Report::Stale(path.to_owned()),
-        _ if value == "stale" => Report::Stale("a file it had read".to_owned()),
+        _ if value == SUPPORTED => Report::Supported,
+        _ if value == WAITING => Report::Waiting,
+        Some((STALE, path)) => Report::Stale(path.to_owned()),
+        _ if value == STALE => Report::Stale("a file it had read".to_owned()),
         _ => Report::Unknown,
     }
 }

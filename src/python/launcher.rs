@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::launcher::open::HeldSocket;
 use crate::launcher::{
     parse_signal, Config, Launcher as Engine, RestartMode, SocketSpec, Status, DEFAULT_DEBOUNCE_MS,
+    DEFAULT_READY_DELAY_SECS, DEFAULT_READY_TIMEOUT_SECS, DEFAULT_STOP_TIMEOUT_SECS,
 };
 
 /// A `restart_mode` argument: `"overlap"` or `"stop-start"`.
@@ -167,9 +168,10 @@ impl Launcher {
         defer_accept = None, no_pid = false, watch = Vec::new(), ignore = Vec::new(),
         debounce = Seconds(Duration::from_millis(DEFAULT_DEBOUNCE_MS)), standby = true,
         restart_mode = RestartMode::Overlap,
-        ready_timeout = Seconds(Duration::from_secs(30)),
-        ready_delay = Seconds(Duration::from_secs(2)),
-        stop_timeout = Seconds(Duration::from_secs(10)), stop_signal = Signal(libc::SIGTERM),
+        ready_timeout = Seconds(Duration::from_secs(DEFAULT_READY_TIMEOUT_SECS)),
+        ready_delay = Seconds(Duration::from_secs(DEFAULT_READY_DELAY_SECS)),
+        stop_timeout = Seconds(Duration::from_secs(DEFAULT_STOP_TIMEOUT_SECS)),
+        stop_signal = Signal(libc::SIGTERM),
         notify_access = NotifyAccessAll(false), handle_signals = false, verbose = true,
         inherit = false, env_files = Vec::new(), control = false, subreaper = false,
     ))]
@@ -354,10 +356,29 @@ impl Launcher {
 /// stopped. Raises `ReloadError` saying why otherwise (the old version then
 /// keeps serving, or the answer did not come in time).
 #[pyfunction]
-#[pyo3(signature = (pid, timeout = Seconds(Duration::from_secs(120))))]
+#[pyo3(signature = (pid, timeout = Seconds(Duration::from_secs(crate::control::DEFAULT_RELOAD_TIMEOUT_SECS))))]
 pub fn reload(py: Python<'_>, pid: u32, timeout: Seconds) -> PyResult<String> {
     py.detach(|| crate::control::reload(pid, timeout.0))
         .map_err(|e| super::ReloadError::new_err(e.to_string()))
+}
+
+/// A control server's refusal of `request` (a line) from a peer of uid
+/// `peer_uid` (`server` names it in the message): the reply line, or
+/// `None` to go on and reload.
+#[pyfunction]
+pub fn control_refusal(request: &str, peer_uid: u32, own_uid: u32, server: &str) -> Option<String> {
+    crate::control::refusal(request, peer_uid, own_uid, server).map(|r| r.line())
+}
+
+/// A control server's reply line: `OK text` or `FAILED text`, one line.
+#[pyfunction]
+pub fn control_reply(ok: bool, text: &str) -> String {
+    let reply = if ok {
+        crate::control::Reply::Ok(text.to_owned())
+    } else {
+        crate::control::Reply::Failed(text.to_owned())
+    };
+    reply.line()
 }
 
 /// The abstract unix socket name (without the leading NUL) on which process

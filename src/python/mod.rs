@@ -66,10 +66,12 @@ mod listenfd_module {
 
     #[cfg(target_os = "linux")]
     #[pymodule_export]
-    use super::launcher::{control_socket_name, reload, Launcher};
+    use super::launcher::{control_refusal, control_reply, control_socket_name, reload, Launcher};
     #[cfg(target_os = "linux")]
     #[pymodule_export]
-    use super::notify::{notify, notify_send, watchdog_usec};
+    use super::notify::{
+        notify, notify_send, parse_notification, reloading_message, watchdog_usec,
+    };
     #[pymodule_export]
     use super::socket::{
         bind_fresh, fdname_problem, from_systemd, from_systemd_explained, parse_host_port,
@@ -87,6 +89,36 @@ mod listenfd_module {
 
     #[pymodule_export]
     const STANDBY_FIELD: &str = crate::launcher::standby::FIELD;
+
+    #[pymodule_export]
+    const STANDBY_OFFER: &str = crate::launcher::standby::OFFER;
+
+    #[pymodule_export]
+    const STANDBY_WAIT: &str = crate::launcher::standby::WAIT;
+
+    #[pymodule_export]
+    const STANDBY_SUPPORTED: &str = crate::launcher::standby::SUPPORTED;
+
+    #[pymodule_export]
+    const STANDBY_WAITING: &str = crate::launcher::standby::WAITING;
+
+    #[pymodule_export]
+    const STANDBY_STALE: &str = crate::launcher::standby::STALE;
+
+    #[pymodule_export]
+    const DEFAULT_READY_TIMEOUT_SECS: u64 = crate::launcher::DEFAULT_READY_TIMEOUT_SECS;
+
+    #[pymodule_export]
+    const DEFAULT_READY_DELAY_SECS: u64 = crate::launcher::DEFAULT_READY_DELAY_SECS;
+
+    #[pymodule_export]
+    const DEFAULT_STOP_TIMEOUT_SECS: u64 = crate::launcher::DEFAULT_STOP_TIMEOUT_SECS;
+
+    #[pymodule_export]
+    const CONTROL_REQUEST_TIMEOUT_SECS: u64 = crate::control::REQUEST_TIMEOUT_SECS;
+
+    #[pymodule_export]
+    const LISTEN_VARIABLES: [&str; 5] = crate::activation::VARIABLES;
 
     #[pymodule_export]
     const STANDBY_WAKE_SIGNAL: i32 = crate::launcher::standby::WAKE_SIGNAL;

@@ -70,3 +70,16 @@ pub fn watchdog_usec(
         std::process::id(),
     )?)
 }
+
+/// `RELOADING=1` with `MONOTONIC_USEC=` (now): what a reload announces.
+#[pyfunction]
+pub fn reloading_message() -> String {
+    crate::notify::reloading_message()
+}
+
+/// The `KEY=VALUE` lines of a notification as systemd reads them: each key
+/// once, with its first value, lines without `=` ignored.
+#[pyfunction]
+pub fn parse_notification(text: &str) -> Vec<(String, String)> {
+    crate::notify::first_values(crate::notify::parse_message(text.as_bytes()))
+}

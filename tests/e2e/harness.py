@@ -97,9 +97,12 @@ def broken_reload_under_load(
         assert systemd.show(unit, "ActiveState") == "active"
         assert systemd.show(unit, "MainPID") == main_pid, "the same server"
         assert field(during, "code") == field(before, "code"), "the old version serves"
-        journal = systemd.journal(unit)
-        assert "RuntimeError: a broken deploy" in journal, journal
-        assert "keep serving" in systemd.show(unit, "StatusText")
+        # Why, in `systemctl status` (STATUS=): the server's log lines may be
+        # dropped under load by journald's rate limit (the access log).
+        status = systemd.show(unit, "StatusText")
+        assert "reload failed" in status, status
+        assert "RuntimeError: a broken deploy" in status, status
+        assert "keep serving" in status, status
         assert_nothing_dropped(load)
     finally:
         app.deploy_code("fixed")

@@ -20,10 +20,9 @@ from listenfd._coordinator import Coordinator
 from listenfd._listenfd import (
     DEFAULT_DEFER_ACCEPT_SECS,
     DEFAULT_WORKER_READY_TIMEOUT_SECS,
-    InheritedSocket,
     bind_fresh,
 )
-from listenfd._serving import Unservable, Wanted, take
+from listenfd._serving import Chosen, Unservable, Wanted, choose_socket
 from listenfd.granian import _mainloop as mainloop
 from listenfd.granian._internals import GranianIncompatible, check_granian, is_process_server
 from listenfd.granian._worker import WorkerLoaded, guard_forked_workers
@@ -105,7 +104,7 @@ class SystemdSocketMixin:
         )
         role = standby.take_role()
         if role is not None and is_process_server(self):
-            self._listenfd.use_standby(wait=role == "wait")
+            self._listenfd.use_standby(wait=role == standby.WAIT)
         self.on_reload(self._listenfd_on_reload)
         self._listenfd_control = control.serve("Granian", self._listenfd_reload, _granian_logger)
         if watchdog is not None:
@@ -228,7 +227,7 @@ class SystemdSocketMixin:
             address_given=self.systemd_address_given,
         )
         try:
-            chosen, reason = take(wanted, _granian_logger)
+            chosen, reason = choose_socket(wanted, _granian_logger, self.backlog)
         except Unservable as exc:
             self._fail(str(exc))
         if chosen is None and self.systemd_fdstore:
@@ -237,7 +236,7 @@ class SystemdSocketMixin:
             super()._init_shared_socket()  # type: ignore[misc]
             _granian_logger.info(f"--systemd-socket: {reason}; bound {self._bind_addr_fmt}")
         else:
-            self._adopt(chosen, reason)
+            self._adopt(chosen)
 
     def _bind_and_store(self, wanted: Address, name: str) -> None:
         """--systemd-fdstore without a stored socket yet: bind one socket for
@@ -265,21 +264,11 @@ class SystemdSocketMixin:
         self._adopt_fd(fd, is_uds, self.backlog, address, source)
         _granian_logger.info(f"--systemd-fdstore: no stored socket {name!r} yet; {source}")
 
-    def _adopt(self, chosen: InheritedSocket, reason: str) -> None:
+    def _adopt(self, chosen: Chosen) -> None:
         # Keep the backlog the service manager gave the socket (Backlog=):
         # Granian's workers call listen() again with the holder's value.
-        backlog = chosen.backlog or self.backlog
-        address = describe_address(chosen.address)
         self._adopt_fd(
-            chosen.detach(),
-            chosen.family == socket.AF_UNIX,
-            backlog,
-            address,
-            f"fd {chosen.fd} {chosen.name!r}, from systemd",
-        )
-        _granian_logger.info(
-            f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, "
-            f"backlog {backlog}) because {reason}"
+            chosen.sock.detach(), chosen.is_unix, chosen.backlog, chosen.address, chosen.source
         )
 
     def _adopt_fd(self, fd: int, is_uds: bool, backlog: int, address: str, source: str) -> None:

@@ -19,7 +19,6 @@ import importlib
 import multiprocessing.connection
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -30,22 +29,16 @@ from hypercorn.config import Config, Sockets
 
 from listenfd import _control as control
 from listenfd import _standby as standby
-from listenfd._bind import Address, describe_address
+from listenfd._bind import Address
 from listenfd._coordinator import Coordinator, Reporter
-from listenfd._serving import StderrLog, Unservable, Wanted, take
+from listenfd._listenfd import parse_host_port
+from listenfd._serving import Chosen, StderrLog, Unservable, Wanted, choose_socket
 
 _log = StderrLog()
 
 
-@dataclass
-class _Choice:
-    sock: socket.socket
-    address: str
-    source: str
-
-
 # Main process only.
-_choice: _Choice | None = None
+_choice: Chosen | None = None
 _coordinator: Coordinator | None = None
 
 
@@ -76,17 +69,25 @@ class SystemdConfig(Config):
         return sockets
 
 
-def _wanted_address(config: Config) -> Address:
-    """The first --bind, read as hypercorn reads it."""
-    bind = config.bind[0] if config.bind else "127.0.0.1:8000"
+def wanted_address(bind: str) -> Address:
+    """A --bind, read by listenfd's one address parser; a bind without a
+    port is HOST:8000, as hypercorn reads it. `Unservable` names a bind
+    that cannot be read."""
     if bind.startswith("unix:"):
         return bind[len("unix:") :]
     if bind.startswith("fd://"):
         raise Unservable(f"--systemd-socket: --bind {bind} names a socket too: give one of them")
-    host, _, port = bind.replace("[", "").replace("]", "").rpartition(":")
-    if host and port.isdigit():
-        return (host, int(port))
-    return (bind, 8000)
+    try:
+        parsed = parse_host_port(bind)
+    except ValueError as exc:
+        parsed, why = None, str(exc)
+    else:
+        why = "expected HOST:PORT, [IPV6]:PORT, HOST or unix:PATH"
+    if parsed is not None:
+        return parsed
+    if bind and not any(c in bind for c in ":[] "):
+        return (bind, 8000)
+    raise Unservable(f"--systemd-socket: cannot read --bind {bind!r}: {why}")
 
 
 def _choose(config: SystemdConfig, name: str | None, address_given: bool) -> None:
@@ -95,28 +96,20 @@ def _choose(config: SystemdConfig, name: str | None, address_given: bool) -> Non
         wanted = Wanted(
             flag="--systemd-socket",
             name=name,
-            address=_wanted_address(config),
+            address=wanted_address(config.bind[0] if config.bind else "127.0.0.1:8000"),
             address_flags="--bind",
             address_given=address_given,
         )
-        chosen, reason = take(wanted, _log)
+        _choice, reason = choose_socket(wanted, _log, config.backlog)
     except Unservable as exc:
         _log.error(str(exc))
         sys.exit(1)
-    if chosen is None:
+    if _choice is None:
         _log.info(f"--systemd-socket: {reason}; binding as usual")
         return
-    backlog = chosen.backlog or config.backlog
-    address = describe_address(chosen.address)
-    _log.info(
-        f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, backlog "
-        f"{backlog}) because {reason}"
-    )
     # asyncio calls listen() again with the configured backlog: keep the
     # one the service manager gave the socket (Backlog=).
-    config.backlog = backlog
-    source = f"fd {chosen.fd} {chosen.name!r}, from systemd"
-    _choice = _Choice(socket.socket(fileno=chosen.detach()), address, source)
+    config.backlog = _choice.backlog
 
 
 def _reload() -> str:
@@ -459,7 +452,7 @@ def serve(
     _coordinator = Coordinator("hypercorn", workers, status)
     role = standby.take_role()
     if role is not None and not config.use_reloader:
-        _coordinator.use_standby(wait=role == "wait")
+        _coordinator.use_standby(wait=role == standby.WAIT)
     config.listenfd_report = _coordinator.reporter
     control.serve("Hypercorn", _reload, _log)
     import hypercorn.run

@@ -27,9 +27,8 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from listenfd import _control as control
 from listenfd import _standby as standby
-from listenfd._bind import describe_address
 from listenfd._coordinator import Coordinator, Reporter
-from listenfd._serving import Unservable, Wanted, take
+from listenfd._serving import Chosen, Unservable, Wanted, choose_socket
 from listenfd.uvicorn._internals import main_module
 
 _logger = logging.getLogger("uvicorn.error")
@@ -44,18 +43,10 @@ class _Settings:
     address_given: bool
 
 
-@dataclass
-class _Choice:
-    sock: socket.socket
-    url: str
-    """With the scheme, as uvicorn shows addresses (``http://…``, ``unix:…``)."""
-    address: str
-    source: str
-
-
 # Main process only: what prepare() was told, and what SystemdConfig chose.
 _settings: _Settings | None = None
-_choice: _Choice | None = None
+_choice: Chosen | None = None
+_url = ""  # the chosen socket's, as uvicorn shows addresses (http://…, unix:…)
 _coordinator: Coordinator | None = None
 
 
@@ -77,14 +68,14 @@ class SystemdConfig(Config):
         _coordinator = Coordinator("uvicorn", workers, _status_of(self, workers))
         role = standby.take_role()
         if role is not None and not self.should_reload:
-            _coordinator.use_standby(wait=role == "wait")
+            _coordinator.use_standby(wait=role == standby.WAIT)
         self.listenfd_report = _coordinator.reporter
         control.serve("Uvicorn", lambda: _reload(self), _logger)
 
     def bind_socket(self) -> socket.socket:
         if _choice is None or os.getpid() != self.listenfd_main_pid:
             return super().bind_socket()
-        _logger.info(f"Uvicorn running on {_choice.url} ({_choice.source}) (Press CTRL+C to quit)")
+        _logger.info(f"Uvicorn running on {_url} ({_choice.source}) (Press CTRL+C to quit)")
         _choice.sock.set_inheritable(True)
         return _choice.sock
 
@@ -115,7 +106,7 @@ class SystemdConfig(Config):
 
 
 def _choose(config: Config, settings: _Settings) -> None:
-    global _choice
+    global _choice, _url
     if config.fd is not None:
         _fail("--systemd-socket: --fd names a socket too: give one of them")
     wanted = Wanted(
@@ -126,28 +117,19 @@ def _choose(config: Config, settings: _Settings) -> None:
         address_given=settings.address_given,
     )
     try:
-        chosen, reason = take(wanted, _logger)
+        _choice, reason = choose_socket(wanted, _logger, config.backlog)
     except Unservable as exc:
         _fail(str(exc))
-    if chosen is None:
+    if _choice is None:
         _logger.info(f"--systemd-socket: {reason}; binding as usual")
         return
-    backlog = chosen.backlog or config.backlog
-    address = describe_address(chosen.address)
-    is_unix = chosen.family == socket.AF_UNIX
-    source = f"fd {chosen.fd} {chosen.name!r}, from systemd"
-    _logger.info(
-        f"--systemd-socket: using fd {chosen.fd} {chosen.name!r} ({address}, backlog "
-        f"{backlog}) because {reason}"
-    )
     # asyncio calls listen() again with the configured backlog: keep the
     # one the service manager gave the socket (Backlog=).
-    config.backlog = backlog
+    config.backlog = _choice.backlog
     # systemd owns the path: uvicorn.main.run() unlinks config.uds at exit.
     config.uds = None
-    scheme = "unix:" if is_unix else ("https://" if config.is_ssl else "http://")
-    sock = socket.socket(fileno=chosen.detach())
-    _choice = _Choice(sock, f"{scheme}{address}", address, source)
+    scheme = "unix:" if _choice.is_unix else ("https://" if config.is_ssl else "http://")
+    _url = f"{scheme}{_choice.address}"
 
 
 def _fail(message: str) -> Any:
