@@ -137,3 +137,62 @@ def test_sighup_with_a_broken_app_keeps_the_old_workers_serving(served: Served) 
     assert "SyntaxError" in ready.text, ready.text
     assert served.proc.poll() is None, "the server exited"
     assert serving_pids(served.target, 2) == before
+
+
+def reload_argv(server: str, watched: Path) -> list[str]:
+    """`server` under its own reloader (one worker), watching `watched`."""
+    binary = str(Path(sys.executable).with_name(server))
+    flags = {
+        "granian": ["--interface", "asgi", "--reload-paths", str(watched), "--reload-tick", "50"],
+        "uvicorn": ["--reload-dir", str(watched)],
+        "hypercorn": ["--workers", "1"],  # it watches the files of the modules it loaded
+    }[server]
+    return [binary, *flags, "--reload", "--systemd-socket", "editable:asgi"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_broken_edit_under_the_servers_own_reload_keeps_the_old_one_serving(
+    server: str, tmp_path: Path
+) -> None:
+    """The server's own --reload: an edit that does not load leaves the old
+    worker serving (READY=1 says why); the fix is served."""
+    watched = tmp_path / "src"  # the server's log stays out of it
+    watched.mkdir()
+    app = watched / "editable.py"
+    good = (APPS / "hello.py").read_text()
+    app.write_text(good)
+    holder = tcp_listener()
+    target = holder.getsockname()
+    log = (tmp_path / "server.log").open("w")
+    with NotifyReceiver() as notes:
+        proc = start_activated(
+            [holder],
+            ["web"],
+            reload_argv(server, watched),
+            extra_env={"NOTIFY_SOCKET": notes.address},
+            cwd=watched,
+            stdout=log,
+        )
+        try:
+            first = pid_of(wait_http(target, proc))
+            notes.wait_for("READY=1", timeout=60)
+            time.sleep(1.5)  # the watchers are up (hypercorn polls every second)
+            app.write_text(good + "\ndef broken(:\n")
+            notes.wait_for("RELOADING=1", timeout=30)
+            failed = notes.wait_for("READY=1", timeout=60)
+            assert "reload failed" in failed.text, failed.text
+            assert "SyntaxError" in failed.text, failed.text
+            assert proc.poll() is None, "the server exited"
+            assert {pid_of(get(target)) for _ in range(5)} == {first}, "the old one serves"
+
+            time.sleep(1.1)  # a new mtime, even on a coarse clock
+            app.write_text(good + "\n# fixed\n")
+            notes.wait_for("RELOADING=1", timeout=30)
+            ready = notes.wait_for("READY=1", timeout=60)
+            assert "reload failed" not in ready.text, ready.text
+            assert pid_of(get(target)) != first, "the fixed code serves"
+        finally:
+            stop(proc)
+            holder.close()
+            log.close()
+            print((tmp_path / "server.log").read_text()[-20000:])

@@ -54,8 +54,15 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     # A --workers worker builds Server(config) from this module-global name,
     # in its own interpreter: a worker of ours points it at our Server.
     "uvicorn.supervisors.multiprocess.Server": "the server class each worker builds",
-    # BaseReload (--reload): restart() stops the worker and starts a new one.
-    "BaseReload.restart": "a --reload restart (RELOADING=1)",
+    # BaseReload (--reload): restart() stops the server process and starts a
+    # new one; ours starts the new one first, with get_subprocess(config=,
+    # target=, sockets=) as uvicorn does, and keeps the old on failure.
+    "BaseReload.restart": "a --reload restart (ours: new before old)",
+    "BaseReload.process": "the server process --reload replaces",
+    "BaseReload.config": "the configuration a new process starts with",
+    "BaseReload.target": "what a new process runs",
+    "BaseReload.sockets": "the sockets a new process serves",
+    "uvicorn.supervisors.basereload.get_subprocess": "how --reload starts a server process",
     "BaseReload.shutdown": "the reloader's stop (STOPPING=1)",
 }
 

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from uvicorn._subprocess import get_subprocess
 from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn.supervisors.basereload import BaseReload
@@ -28,6 +29,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 from listenfd import _control as control
 from listenfd import _standby as standby
 from listenfd._coordinator import Coordinator, Reporter
+from listenfd._listenfd import DEFAULT_WORKER_READY_TIMEOUT_SECS
 from listenfd._serving import Chosen, Unservable, Wanted, choose_socket
 from listenfd.uvicorn._internals import main_module
 
@@ -273,15 +275,45 @@ class _WorkerPool:
             process.join()
 
 
+class _ReloaderPool(_WorkerPool):
+    """``--reload``'s one server process, as `Coordinator.replace` replaces it."""
+
+    def __init__(self, reloader: BaseReload) -> None:
+        self.reloader = reloader
+
+    def spawn(self) -> Any:
+        reloader = self.reloader
+        process = get_subprocess(
+            config=reloader.config, target=reloader.target, sockets=reloader.sockets
+        )
+        process.start()
+        return process
+
+
 def _reload_supervisor(base: type[BaseReload]) -> type[BaseReload]:
     """``--reload``'s supervisor (watchfiles or stat polling, whichever
-    uvicorn picked), with RELOADING=1 at each restart and STOPPING=1."""
+    uvicorn picked): each restart starts the new server process before the
+    old one stops (RELOADING=1, READY=1), and STOPPING=1."""
 
     class SystemdChangeReload(base):  # type: ignore[valid-type,misc]
+        process: Any
+
         def restart(self) -> None:
-            if _coordinator is not None:
-                _coordinator.reloading()
-            super().restart()
+            coordinator = _coordinator
+            if coordinator is None:
+                super().restart()
+                return
+            # New before old: a broken edit leaves the old process serving.
+            old = self.process
+            new = coordinator.replace(
+                _ReloaderPool(self), [old], float(DEFAULT_WORKER_READY_TIMEOUT_SECS)
+            )
+            if new is None:
+                _logger.error(
+                    f"Reload failed, the old process keeps serving: {coordinator.failure}"
+                )
+                return
+            (self.process,) = new
 
         def shutdown(self) -> None:
             _stopping()
