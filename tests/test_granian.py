@@ -52,50 +52,6 @@ def run_granian_cli(
     )
 
 
-def test_help_lists_the_options_and_the_kill_switch_removes_them() -> None:
-    help_text = run_granian_cli("--help").stdout
-    assert "--systemd-socket " in help_text
-    assert "--systemd-socket-name NAME" in help_text
-    assert "GRANIAN_SYSTEMD_SOCKET" in help_text
-    off = run_granian_cli("--help", env={**python_env(), "LISTENFD_NO_HOOK": "1"})
-    assert off.returncode == 0
-    assert "--systemd-socket" not in off.stdout
-
-
-def test_python_m_listenfd_granian_has_the_same_cli() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "listenfd.granian", "--help"],
-        capture_output=True,
-        text=True,
-        env={**python_env(), "LISTENFD_NO_HOOK": "1"},
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "--systemd-socket-name NAME" in proc.stdout
-
-
-def test_missing_granian_internals_give_a_clear_startup_error() -> None:
-    import granian
-
-    # Simulate a Granian that no longer has SocketHolder.
-    code = (
-        "import granian._granian as native; del native.SocketHolder; "
-        "import sys; sys.argv[0] = 'granian'; "
-        "from granian.cli import entrypoint; entrypoint()"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "--systemd-socket", "hello:asgi"],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-        cwd=APPS,
-        timeout=60,
-    )
-    assert proc.returncode == 1
-    assert f"does not support Granian {granian.__version__}" in proc.stderr
-    assert "granian._granian.SocketHolder" in proc.stderr
-
-
 def test_a_broken_hook_never_breaks_granian(tmp_path: Path) -> None:
     # listenfd.granian failing to import must leave granian working, with a warning.
     (tmp_path / "listenfd").mkdir()
@@ -185,20 +141,6 @@ def test_options_from_granian_environment_variables() -> None:
     assert "because its name is 'admin'" in out
 
 
-def test_several_sockets_and_no_choice_is_a_clear_error() -> None:
-    a, b = tcp_listener(), tcp_listener()
-    proc = start_activated([a, b], ["a", "b"], granian_argv("asgi", 1, "--systemd-socket"))
-    proc.wait(timeout=60)
-    out = proc.communicate()[0]
-    assert proc.returncode == 1
-    assert "none of the 2 passed sockets has 127.0.0.1:8000" in out
-    assert "name='a'" in out
-    assert "name='b'" in out
-    assert "--systemd-socket-name" in out
-    for s in (a, b):
-        s.close()
-
-
 def test_chosen_socket_that_does_not_listen_is_a_clear_error() -> None:
     datagram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     datagram.bind(("127.0.0.1", 0))
@@ -221,19 +163,6 @@ def test_a_connected_socket_is_refused_as_accept_yes() -> None:
     assert "Expected a listening stream socket: remove Accept=yes" in out
     left.close()
     right.close()
-
-
-def test_nothing_passed_binds_as_usual() -> None:
-    port = free_port()
-    argv = granian_argv("asgi", 1, "--systemd-socket", "--port", str(port))
-    proc = start_server(
-        argv,
-    )
-    try:
-        wait_http(("127.0.0.1", port), proc)
-    finally:
-        out = stop(proc)
-    assert f"--systemd-socket: no sockets were passed; bound 127.0.0.1:{port}" in out
 
 
 def test_backlog_and_nodelay_of_the_inherited_socket_survive() -> None:
@@ -667,73 +596,6 @@ def test_workers_lifetime_respawns_on_the_same_socket() -> None:
         out = stop(proc)
         holder.close()
     assert "lifetime expired, gracefully respawning" in out
-
-
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_granian_notifies_ready_reloading_stopping(method: str) -> None:
-    receiver = NotifyReceiver()
-    holder = tcp_listener()
-    target = holder.getsockname()
-    proc = start_activated(
-        [holder],
-        ["web"],
-        granian_argv("asgi", 2, "--systemd-socket", "--respawn-interval", "0", start_method=method),
-        extra_env={"NOTIFY_SOCKET": receiver.address},
-    )
-    try:
-        ready = receiver.wait_for("READY=1")
-        assert ready.pid == proc.pid, "from Granian's main process (NotifyAccess=main)"
-        lines = ready.text.split("\n")
-        assert lines[0] == "READY=1"
-        assert lines[1].startswith(f"STATUS=Listening at {target[0]}:{target[1]} (fd 3 'web'")
-        assert lines[1].endswith("2 worker(s)")
-        # READY=1 means loaded and accepting: the first request is answered at once.
-        assert "hello from pid" in get(target, timeout=2)
-        proc.send_signal(signal.SIGHUP)
-        reloading = receiver.wait_for("RELOADING=1")
-        assert reloading.pid == proc.pid
-        assert reloading.text.startswith("RELOADING=1\nMONOTONIC_USEC=")
-        assert receiver.wait_for("READY=1").text.startswith("READY=1\n")
-        proc.send_signal(signal.SIGTERM)
-        stopping = receiver.wait_for("STOPPING=1")
-        assert (stopping.text, stopping.pid) == ("STOPPING=1", proc.pid)
-        kinds = [m.text.partition("=")[0] for m in receiver.messages]
-        assert kinds == ["READY", "RELOADING", "READY", "STOPPING"], "in that order, nothing else"
-    finally:
-        stop(proc)
-        holder.close()
-        receiver.close()
-
-
-def test_ready_after_sighup_waits_until_no_old_worker_serves() -> None:
-    """READY=1 ends a reload (`systemctl reload` returns then). Granian replaces
-    the workers one by one and stops each old one --respawn-interval after its
-    successor started, i.e. after the new ones loaded: READY=1 must wait for
-    that, or requests still reach the old code after the reload is "done"."""
-    receiver = NotifyReceiver()
-    holder = tcp_listener()
-    target = holder.getsockname()
-    proc = start_activated(
-        [holder],
-        ["web"],
-        granian_argv("asgi", 2, "--systemd-socket", "--respawn-interval", "2"),
-        extra_env={"NOTIFY_SOCKET": receiver.address},
-    )
-    try:
-        receiver.wait_for("READY=1")
-        before = serving_pids(target, 2)
-        assert len(before) == 2
-        proc.send_signal(signal.SIGHUP)
-        receiver.wait_for("RELOADING=1")
-        receiver.wait_for("READY=1")
-        # Granian has joined (reaped) both old workers by now.
-        assert [p for p in before if Path(f"/proc/{p}").exists()] == []
-        served = {pid_of(get(target)) for _ in range(20)}
-        assert not served & before, (served, before)
-    finally:
-        stop(proc)
-        holder.close()
-        receiver.close()
 
 
 def test_listenfd_run_hands_off_on_granians_ready() -> None:

@@ -244,34 +244,6 @@ def test_reload_of_a_failing_new_version_fails_loudly(report_dir: Path) -> None:
     assert kinds == ["READY", "RELOADING", "READY", "RELOADING", "READY", "STOPPING"]
 
 
-def test_reload_of_granian_itself_waits_for_the_new_workers() -> None:
-    web = tcp_listener()
-    with NotifyReceiver() as receiver:
-        granian = spawn(
-            [GRANIAN, "--interface", "asgi", "--workers", "2", "--systemd-socket",
-             "--respawn-interval", "0.5", "hello:asgi"],
-            [web],
-            ["web"],
-            notify=receiver,
-            cwd=HERE / "apps",
-            env=python_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            receiver.wait_for("READY=1", timeout=60)
-            before = {int(get(web.getsockname()).split()[-1]) for _ in range(20)}
-            outcome = reload(granian.pid)
-            after = {int(get(web.getsockname()).split()[-1]) for _ in range(20)}
-        finally:
-            granian.terminate()
-            granian.wait(timeout=60)
-    assert outcome.returncode == 0, outcome.stderr
-    assert f"Granian pid {granian.pid}: 2 new worker(s) serve" in outcome.stderr
-    assert not after & before, "only new workers answer once reload returns"
-    assert [p for p in before if Path(f"/proc/{p}").exists()] == []
-
-
 def test_reload_errors_name_the_cause(tmp_path: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     squatter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

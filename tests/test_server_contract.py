@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import free_port, python_env
 from e2e.loadgen import Load, assert_nothing_dropped
 from granian_helpers import (
     APPS,
@@ -20,6 +21,7 @@ from granian_helpers import (
     pid_of,
     serving_pids,
     start_activated,
+    start_server,
     stop,
     tcp_listener,
     wait_http,
@@ -30,12 +32,204 @@ LISTENFD = str(Path(sys.executable).with_name("listenfd"))
 SERVERS = ["granian", "uvicorn", "hypercorn"]
 
 
-def argv(server: str, module: str, workers: int = 2) -> list[str]:
+def binary(server: str) -> str:
+    return str(Path(sys.executable).with_name(server))
+
+
+def argv(
+    server: str, module: str = "hello", workers: int = 2, port: int | None = None
+) -> list[str]:
     """`server` with --systemd-socket, `workers` processes, serving the ASGI
-    app `asgi` of `module`."""
-    binary = str(Path(sys.executable).with_name(server))
+    app `asgi` of `module`; `port`: the address 127.0.0.1:port given the
+    server's way."""
     flags = ["--interface", "asgi"] if server == "granian" else []
-    return [binary, *flags, "--systemd-socket", "--workers", str(workers), f"{module}:asgi"]
+    if port is not None:
+        flags += {
+            "granian": ["--host", "127.0.0.1", "--port", str(port)],
+            "uvicorn": ["--host", "127.0.0.1", "--port", str(port)],
+            "hypercorn": ["--bind", f"127.0.0.1:{port}"],
+        }[server]
+    return [binary(server), *flags, "--systemd-socket", "--workers", str(workers), f"{module}:asgi"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), capture_output=True, text=True, env=env or python_env(), cwd=APPS, timeout=60
+    )
+
+
+# -- the command line ------------------------------------------------------------
+
+# The variable each server's own convention gives the option (hypercorn has none).
+ENV_VARIABLE = {
+    "granian": "GRANIAN_SYSTEMD_SOCKET",
+    "uvicorn": "UVICORN_SYSTEMD_SOCKET_NAME",
+    "hypercorn": None,
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_help_lists_the_options_and_the_kill_switch_removes_them(server: str) -> None:
+    help_text = run_cli(binary(server), "--help").stdout
+    assert "--systemd-socket " in help_text
+    assert "--systemd-socket-name NAME" in help_text
+    variable = ENV_VARIABLE[server]
+    if variable is not None:
+        assert variable in help_text, "the server's own convention for environment variables"
+    off = run_cli(binary(server), "--help", env={**python_env(), "LISTENFD_NO_HOOK": "1"})
+    assert off.returncode == 0
+    assert "--systemd-socket" not in off.stdout
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_python_m_listenfd_server_has_the_same_cli(server: str) -> None:
+    proc = run_cli(
+        sys.executable,
+        "-m",
+        f"listenfd.{server}",
+        "--help",
+        env={**python_env(), "LISTENFD_NO_HOOK": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--systemd-socket-name NAME" in proc.stdout
+
+
+# How to take one internal away before the server starts, and the name the
+# error must give.
+REMOVALS = {
+    "granian": (
+        "import granian._granian as m; del m.SocketHolder",
+        "from granian.cli import entrypoint; entrypoint()",
+        "granian._granian.SocketHolder",
+    ),
+    "uvicorn": (
+        "import uvicorn.server as m; del m.Server.startup",
+        "import uvicorn.main as _; from uvicorn.main import main; main()",
+        "Server.startup",
+    ),
+    "hypercorn": (
+        "import hypercorn.run as m; del m._populate",
+        "import sys; from hypercorn.__main__ import main; sys.exit(main())",
+        "hypercorn.run._populate",
+    ),
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_missing_internals_give_a_clear_startup_error(server: str) -> None:
+    removal, start, name = REMOVALS[server]
+    code = f"import sys; sys.argv[0] = {server!r}; {removal}; {start}"
+    holder = tcp_listener()
+    proc = start_activated(
+        [holder], ["web"], [sys.executable, "-c", code, "--systemd-socket", "hello:asgi"]
+    )
+    out = proc.communicate(timeout=60)[0]
+    holder.close()
+    assert proc.returncode == 1, out
+    assert f"does not support {server.capitalize() if server == 'granian' else server}" in out
+    assert name in out
+
+
+# -- the choice of socket --------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_several_sockets_and_no_choice_is_a_clear_error(server: str) -> None:
+    a, b = tcp_listener(), tcp_listener()
+    proc = start_activated([a, b], ["a", "b"], argv(server, workers=1))
+    out = proc.communicate(timeout=60)[0]
+    a.close()
+    b.close()
+    assert proc.returncode == 1, out
+    assert "none of the 2 passed sockets has 127.0.0.1:8000" in out
+    assert "name='a'" in out
+    assert "name='b'" in out
+    assert "--systemd-socket-name" in out
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_nothing_passed_binds_as_usual(server: str) -> None:
+    port = free_port()
+    proc = start_server(argv(server, workers=1, port=port))
+    try:
+        wait_http(("127.0.0.1", port), proc)
+    finally:
+        out = stop(proc)
+    assert "--systemd-socket: no sockets were passed; b" in out, out
+
+
+# -- notifications and reloads ---------------------------------------------------
+
+
+@pytest.mark.parametrize("server", [*SERVERS, "granian-spawn"])
+def test_ready_reloading_stopping_from_the_main_process(server: str) -> None:
+    """READY=1 once every worker accepts; a reload (SIGHUP) is RELOADING=1,
+    then READY=1 once only new workers serve and the old ones are gone;
+    STOPPING=1: all from the main process (NotifyAccess=main)."""
+    command = argv(server.partition("-")[0])
+    if server == "granian-spawn":
+        code = (
+            "import multiprocessing, sys; multiprocessing.set_start_method('spawn'); "
+            "from granian.cli import entrypoint; sys.argv[0] = 'granian'; entrypoint()"
+        )
+        command = [sys.executable, "-c", code, *command[1:]]
+    holder = tcp_listener()
+    target = holder.getsockname()
+    with NotifyReceiver() as receiver:
+        proc = start_activated(
+            [holder], ["web"], command, extra_env={"NOTIFY_SOCKET": receiver.address}
+        )
+        try:
+            ready = receiver.wait_for("READY=1", timeout=60)
+            assert ready.pid == proc.pid, "from the main process (NotifyAccess=main)"
+            assert ready.text.startswith(
+                f"READY=1\nSTATUS=Listening at {target[0]}:{target[1]} (fd 3 'web'"
+            )
+            assert ready.text.endswith("2 worker(s)")
+            # READY=1 means every worker accepts: both answer at once.
+            before = serving_pids(target, 2, timeout=5)
+            proc.send_signal(signal.SIGHUP)
+            reloading = receiver.wait_for("RELOADING=1")
+            assert reloading.pid == proc.pid
+            assert reloading.text.startswith("RELOADING=1\nMONOTONIC_USEC=")
+            assert receiver.wait_for("READY=1", timeout=60).pid == proc.pid
+            # The old workers are gone (reaped) once READY=1 ends the reload.
+            assert [p for p in before if Path(f"/proc/{p}").exists()] == []
+            served = {pid_of(get(target)) for _ in range(20)}
+            assert not served & before, (served, before)
+            proc.send_signal(signal.SIGTERM)
+            stopping = receiver.wait_for("STOPPING=1")
+            assert (stopping.text, stopping.pid) == ("STOPPING=1", proc.pid)
+            kinds = [m.text.partition("=")[0] for m in receiver.messages]
+            assert kinds == ["READY", "RELOADING", "READY", "STOPPING"], "in order, nothing else"
+        finally:
+            stop(proc)
+            holder.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_listenfd_reload_returns_once_only_new_workers_serve(server: str) -> None:
+    holder = tcp_listener()
+    target = holder.getsockname()
+    proc = start_activated([holder], ["web"], argv(server))
+    try:
+        wait_http(target, proc)
+        before = serving_pids(target, 2)
+        reload = subprocess.run(
+            [LISTENFD, "reload", str(proc.pid)], capture_output=True, text=True, timeout=120
+        )
+        after = {pid_of(get(target)) for _ in range(20)}
+    finally:
+        stop(proc)
+        holder.close()
+    assert reload.returncode == 0, reload.stderr
+    name = "Granian" if server == "granian" else server
+    assert f"{name} pid {proc.pid}: 2 new worker(s) serve" in reload.stderr
+    assert not after & before, "only new workers answer once reload returns"
+    assert [p for p in before if Path(f"/proc/{p}").exists()] == []
+
+
+# -- a reload never makes things worse --------------------------------------------
 
 
 @dataclass
@@ -141,13 +335,12 @@ def test_sighup_with_a_broken_app_keeps_the_old_workers_serving(served: Served) 
 
 def reload_argv(server: str, watched: Path) -> list[str]:
     """`server` under its own reloader (one worker), watching `watched`."""
-    binary = str(Path(sys.executable).with_name(server))
     flags = {
         "granian": ["--interface", "asgi", "--reload-paths", str(watched), "--reload-tick", "50"],
         "uvicorn": ["--reload-dir", str(watched)],
         "hypercorn": ["--workers", "1"],  # it watches the files of the modules it loaded
     }[server]
-    return [binary, *flags, "--reload", "--systemd-socket", "editable:asgi"]
+    return [binary(server), *flags, "--reload", "--systemd-socket", "editable:asgi"]
 
 
 @pytest.mark.parametrize("server", SERVERS)

@@ -30,7 +30,6 @@ from granian_helpers import (
     tcp_listener,
     wait_http,
 )
-from listenfd.testing import NotifyReceiver
 
 SERVERS = ["uvicorn", "hypercorn"]
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
@@ -66,19 +65,6 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complet
 # -- the command line -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("server", SERVERS)
-def test_help_lists_the_options_and_the_kill_switch_removes_them(server: str) -> None:
-    binary = str(Path(sys.executable).with_name(server))
-    help_text = run_cli(binary, "--help").stdout
-    assert "--systemd-socket " in help_text
-    assert "--systemd-socket-name NAME" in help_text
-    if server == "uvicorn":
-        assert "UVICORN_SYSTEMD_SOCKET_NAME" in help_text, "uvicorn's env var convention"
-    off = run_cli(binary, "--help", env={**python_env(), "LISTENFD_NO_HOOK": "1"})
-    assert off.returncode == 0
-    assert "--systemd-socket" not in off.stdout
-
-
 @pytest.mark.parametrize("server", ["granian", *SERVERS])
 def test_importing_listenfd_server_where_the_hook_is_on_warns_nothing(server: str) -> None:
     """`import listenfd.uvicorn` imports uvicorn, whose __init__ imports
@@ -104,49 +90,6 @@ def test_importing_listenfd_server_where_the_hook_is_on_warns_nothing(server: st
         ),
     )
     assert "--systemd-socket-name" in help_text.stdout, help_text.stderr
-
-
-@pytest.mark.parametrize("server", SERVERS)
-def test_python_m_listenfd_server_has_the_same_cli(server: str) -> None:
-    proc = run_cli(
-        sys.executable,
-        "-m",
-        f"listenfd.{server}",
-        "--help",
-        env={**python_env(), "LISTENFD_NO_HOOK": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "--systemd-socket-name NAME" in proc.stdout
-
-
-@pytest.mark.parametrize(
-    ("server", "missing"),
-    [
-        ("uvicorn", "uvicorn.server.Server.startup"),
-        ("hypercorn", "hypercorn.utils.check_multiprocess_shutdown_event"),
-    ],
-)
-def test_missing_internals_give_a_clear_startup_error(server: str, missing: str) -> None:
-    module, _, attr = missing.rpartition(".")
-    holder, _, cls = module.rpartition(".")
-    if server == "uvicorn":
-        removal = f"import {holder} as m; delattr(m.{cls}, {attr!r})"
-        start = "import uvicorn.main as _; from uvicorn.main import main; main()"
-        name = f"Server.{attr}"
-    else:
-        removal = f"import {module} as m; delattr(m, {attr!r})"
-        start = "import sys; from hypercorn.__main__ import main; sys.exit(main())"
-        name = missing
-    code = f"import sys; sys.argv[0] = {server!r}; {removal}; {start}"
-    holder_socket = tcp_listener()
-    proc = start_activated(
-        [holder_socket], ["web"], [sys.executable, "-c", code, "--systemd-socket", "hello:asgi"]
-    )
-    out = proc.communicate(timeout=60)[0]
-    holder_socket.close()
-    assert proc.returncode == 1, out
-    assert f"does not support {server}" in out
-    assert name in out
 
 
 def test_uvicorn_options_from_its_environment_variables() -> None:
@@ -270,31 +213,6 @@ def test_run_from_python_serves_the_named_socket(server: str, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_several_sockets_and_no_choice_is_a_clear_error(server: str) -> None:
-    a, b = tcp_listener(), tcp_listener()
-    proc = start_activated([a, b], ["a", "b"], server_argv(server, "--systemd-socket"))
-    out = proc.communicate(timeout=60)[0]
-    a.close()
-    b.close()
-    assert proc.returncode == 1, out
-    assert "none of the 2 passed sockets has 127.0.0.1:8000" in out
-    assert "name='a'" in out
-    assert "name='b'" in out
-    assert "--systemd-socket-name" in out
-
-
-@pytest.mark.parametrize("server", SERVERS)
-def test_nothing_passed_binds_as_usual(server: str) -> None:
-    port = free_port()
-    proc = start_server(server_argv(server, "--systemd-socket", address=("127.0.0.1", port)))
-    try:
-        wait_http(("127.0.0.1", port), proc)
-    finally:
-        out = stop(proc)
-    assert "--systemd-socket: no sockets were passed; binding as usual" in out
-
-
-@pytest.mark.parametrize("server", SERVERS)
 def test_a_forgotten_flag_is_named(server: str) -> None:
     holder = tcp_listener()
     port = free_port()
@@ -309,41 +227,6 @@ def test_a_forgotten_flag_is_named(server: str) -> None:
 
 
 # -- notifications, reloads, restarts ----------------------------------------------
-
-
-@pytest.mark.parametrize("server", SERVERS)
-def test_ready_reloading_stopping_from_the_main_process(server: str) -> None:
-    receiver = NotifyReceiver()
-    holder = tcp_listener()
-    target = holder.getsockname()
-    proc = start_activated(
-        [holder],
-        ["web"],
-        server_argv(server, "--systemd-socket", workers=2),
-        extra_env={"NOTIFY_SOCKET": receiver.address},
-    )
-    try:
-        ready = receiver.wait_for("READY=1", timeout=60)
-        assert ready.pid == proc.pid, "from the main process (NotifyAccess=main)"
-        assert ready.text.startswith(f"READY=1\nSTATUS=Listening at {target[0]}:{target[1]}")
-        assert ready.text.endswith("2 worker(s)")
-        # READY=1 means every worker accepts: both answer at once.
-        before = serving_pids(target, 2, timeout=5)
-        proc.send_signal(signal.SIGHUP)
-        assert receiver.wait_for("RELOADING=1").pid == proc.pid
-        assert receiver.wait_for("READY=1", timeout=60).pid == proc.pid
-        # No old worker serves any more once READY=1 ends the reload.
-        served = {pid_of(get(target)) for _ in range(20)}
-        assert not served & before, (served, before)
-        proc.send_signal(signal.SIGTERM)
-        stopping = receiver.wait_for("STOPPING=1")
-        assert (stopping.text, stopping.pid) == ("STOPPING=1", proc.pid)
-        kinds = [m.text.partition("=")[0] for m in receiver.messages]
-        assert kinds == ["READY", "RELOADING", "READY", "STOPPING"], "in that order, nothing else"
-    finally:
-        stop(proc)
-        holder.close()
-        receiver.close()
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -367,26 +250,6 @@ def test_a_stop_lets_every_worker_finish_its_request(server: str) -> None:
         holder.close()
     assert answer, "the request in flight got no answer"
     assert answer[0].startswith("hello from pid"), answer
-
-
-@pytest.mark.parametrize("server", SERVERS)
-def test_listenfd_reload_returns_once_new_workers_serve(server: str) -> None:
-    holder = tcp_listener()
-    target = holder.getsockname()
-    proc = start_activated([holder], ["web"], server_argv(server, "--systemd-socket", workers=2))
-    try:
-        wait_http(target, proc)
-        before = serving_pids(target, 2)
-        reload = subprocess.run(
-            [LISTENFD, "reload", str(proc.pid)], capture_output=True, text=True, timeout=120
-        )
-        assert reload.returncode == 0, reload.stderr
-        assert f"{server} pid {proc.pid}: 2 new worker(s) serve" in reload.stderr
-        served = {pid_of(get(target)) for _ in range(20)}
-        assert not served & before, (served, before)
-    finally:
-        stop(proc)
-        holder.close()
 
 
 def test_listenfd_reload_of_a_single_uvicorn_process_says_why_not() -> None:
