@@ -25,6 +25,7 @@ BENCHES = [
     ("throughput.py", ["--rounds", "7"], ["--rounds", "2", "--seconds", "2"]),
     ("restart.py", ["--restarts", "20"], ["--restarts", "3"]),
     ("devloop.py", ["--edits", "10"], ["--edits", "3"]),
+    ("broken_reload.py", ["--reloads", "5"], ["--reloads", "2"]),
 ]
 
 
