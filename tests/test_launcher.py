@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import python_env, wait_for
+from conftest import free_port, python_env, wait_for
 from listenfd import Launcher
 
 HERE = Path(__file__).resolve().parent
@@ -474,22 +474,19 @@ def test_readme_dev_server(tmp_path: Path) -> None:
     app_dir.mkdir()
     app = app_dir / "app.py"
     app.write_text((HERE.parent / "examples" / "app.py").read_text())
-    granian = str(Path(sys.executable).with_name("granian"))
+    port = free_port()
     proc = subprocess.Popen(
         [
             LISTENFD,
-            "run",
-            "-s",
-            "web=http::127.0.0.1:0",
-            "--watch",
-            str(app_dir),
-            "--",
-            granian,
+            "dev",
+            "granian",
             "--interface",
             "asgi",
-            "--systemd-socket",
+            "--reload",
             "--working-dir",
             str(app_dir),
+            "--port",
+            str(port),
             "app:app",
         ],
         env=python_env(),
@@ -497,7 +494,6 @@ def test_readme_dev_server(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    port = cli_port(proc)
     wait_for(lambda: _try_http(port), what="granian to serve")
     with Hammer(port) as hammer:
         app.write_text(app.read_text().replace("hello from", "hello again from"))

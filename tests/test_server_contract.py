@@ -282,12 +282,27 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         print((tmp_path / "server.log").read_text()[-20000:])
 
 
+# An app whose lifespan start-up fails (its database is down, say).
+FAILING_LIFESPAN = """
+_serve = asgi
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] != "lifespan":
+        return await _serve(scope, receive, send)
+    await receive()
+    await send({"type": "lifespan.startup.failed", "message": "the database is down"})
+"""
+
+
 @pytest.mark.parametrize(
     ("breakage", "cause"),
     [
         ("\ndef broken(:\n", "SyntaxError"),
         ("\nimport no_such_module_anywhere\n", "No module named 'no_such_module_anywhere'"),
+        (FAILING_LIFESPAN, "keep serving"),  # each server says it its own way
     ],
+    ids=["syntax", "import", "lifespan"],
 )
 def test_a_broken_reload_keeps_the_old_workers_serving(
     served: Served, breakage: str, cause: str

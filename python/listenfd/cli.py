@@ -107,6 +107,63 @@ def run(args: argparse.Namespace) -> int:
     return launcher.wait()
 
 
+def dev(args: argparse.Namespace) -> int:
+    import errno
+
+    from listenfd._dev import DevMistake, plan, who_holds
+    from listenfd._listenfd import Launcher
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    try:
+        chosen = plan(command, os.getcwd())
+    except DevMistake as exc:
+        print(f"listenfd dev: {exc}", file=sys.stderr)
+        return EXIT_PROTOCOL_ERROR
+    run_command = list(chosen.command)
+    beside = os.path.join(os.path.dirname(sys.executable), run_command[0])
+    if os.sep not in run_command[0] and os.path.exists(beside):
+        # The server installed beside listenfd: its venv, activated or not.
+        run_command[0] = beside
+    debounce = chosen.debounce_ms if chosen.debounce_ms is not None else args.debounce
+    try:
+        launcher = Launcher(
+            run_command,
+            sockets=[chosen.socket],
+            watch=chosen.watch + args.watch,
+            ignore=chosen.ignore + args.ignore,
+            debounce=debounce / 1000,
+            standby=args.standby,
+            handle_signals=True,
+            control=True,
+            subreaper=True,
+        )
+    except OSError as exc:
+        why = str(exc)
+        if exc.errno == errno.EADDRINUSE and chosen.port is not None:
+            holder = who_holds(chosen.port)
+            who = f"{holder} listens there" if holder else "another program listens there"
+            why = (
+                f"port {chosen.port} is in use: {who}. Stop it, or give the server another "
+                "port (--port, --bind)"
+            )
+        print(f"listenfd dev: {why}", file=sys.stderr)
+        return EXIT_PROTOCOL_ERROR
+    except (ValueError, ActivationError) as exc:
+        print(f"listenfd dev: {exc}", file=sys.stderr)
+        return EXIT_PROTOCOL_ERROR
+    print(
+        f"listenfd dev: serving {chosen.url} with {chosen.server}; "
+        f"{' '.join(chosen.taken_over)} done by listenfd (watching "
+        f"{', '.join(chosen.watch + args.watch)}): an edit is served without refusing a "
+        "connection",
+        file=sys.stderr,
+        flush=True,
+    )
+    return launcher.wait()
+
+
 def reload(pid: int, timeout: float) -> int:
     from listenfd._listenfd import ReloadError
     from listenfd._listenfd import reload as ask
@@ -262,6 +319,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="whose READY=1 counts: the child only, or its descendants too",
     )
     run_cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    dev_cmd = commands.add_parser(
+        "dev",
+        help="run `granian/uvicorn/hypercorn ... --reload` as a dev server that never refuses "
+        "a connection",
+        description="Give the command you would type for the server's own reloader: "
+        "listenfd opens the address it would bind, adds --systemd-socket, and does --reload "
+        "itself (its watcher and standby; the server's reload options are mapped), so an "
+        "edit is served without refusing a connection. Options before the server's name "
+        "(or before --) are listenfd's.",
+        usage="listenfd dev [OPTIONS] [--] granian|uvicorn|hypercorn [ARGS...] --reload",
+    )
+    dev_cmd.add_argument(
+        "-w",
+        "--watch",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also restart when files below PATH change, repeatable",
+    )
+    dev_cmd.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="also ignore changes matching GLOB (gitignore syntax)",
+    )
+    dev_cmd.add_argument(
+        "--debounce",
+        type=int,
+        default=DEFAULT_DEBOUNCE_MS,
+        metavar="MS",
+        help=f"wait for MS ms of quiet before restarting (default {DEFAULT_DEBOUNCE_MS}; "
+        "uvicorn's --reload-delay sets it too)",
+    )
+    dev_cmd.add_argument(
+        "--no-standby",
+        dest="standby",
+        action="store_false",
+        help="start a new server cold at each edit instead of waking one started ahead",
+    )
+    dev_cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="SERVER [ARGS...]")
     reload_cmd = commands.add_parser(
         "reload",
         help="reload a server and wait until the new version serves (for ExecReload=)",
@@ -292,4 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.subcommand == "reload":
         return reload(args.pid, args.timeout)
+    if args.subcommand == "dev":
+        return dev(args)
     raise AssertionError(f"unhandled command {args.subcommand!r}")  # argparse rejects others

@@ -62,6 +62,9 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "granian.server.mp.WorkerProcess.idx": "the worker's number",
     "granian.server.mp.WorkerProcess.terminate": "stops a worker gracefully",
     "granian.server.mp.WorkerProcess.kill": "kills a worker",
+    "granian.server.mp.WorkerProcess.start": "starts a worker",
+    "granian.server.mp.WorkerProcess.join": "waits for a worker to exit",
+    "granian.server.mp.WorkerProcess.is_alive": "whether a worker still runs",
     "granian.server.mp.MPServer": "the process-worker server class",
     # _reload(): SIGHUP; replaces the workers one by one, each old one stopped
     # --respawn-interval after its successor started, and returns when the
