@@ -149,6 +149,12 @@ def dev_argv(server: str, port: int, watched: Path) -> list[str]:
     }[server]  # fmt: skip
 
 
+def new_pid(target: tuple[str, int], seen: list[int]) -> int | None:
+    """The pid that answers, if none of `seen` (a new server) answered."""
+    pid = pid_of(get(target))
+    return None if pid in seen else pid
+
+
 # What each server's ignore option is exercised with (hypercorn has none).
 IGNORED = {"granian": "static/style.css", "uvicorn": "notes.txt", "hypercorn": None}
 
@@ -171,15 +177,18 @@ def test_listenfd_dev_serves_every_edit_refusing_nothing(server: str, tmp_path: 
         with Load(port) as load:
             for edit in range(3):
                 app.write_text(good + f"\n# edit {edit}\n")
-                wait_for(lambda: pid_of(get(target)) not in pids, 60, f"edit {edit} to be served")
-                pids.append(pid_of(get(target)))
+                pids.append(wait_for(lambda: new_pid(target, pids), 60, f"edit {edit} served"))
         assert_nothing_dropped(load)
         ignored = IGNORED[server]
         if ignored is not None:
+            time.sleep(1)  # the old server has stopped
             serving = pid_of(get(target))
             (tmp_path / ignored).write_text("not a reason to restart\n")
             time.sleep(1.5)
             assert pid_of(get(target)) == serving, f"{ignored} is ignored"
+    except AssertionError:
+        print(stop(proc))
+        raise
     finally:
         out = stop(proc)
     assert f"listenfd dev: serving http://127.0.0.1:{port}/ with {server}" in out
