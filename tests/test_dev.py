@@ -192,6 +192,7 @@ def test_listenfd_dev_serves_every_edit_refusing_nothing(server: str, tmp_path: 
     finally:
         out = stop(proc)
     assert f"listenfd dev: serving http://127.0.0.1:{port}/ with {server}" in out
+    assert "(waking standby pid" in out, "edits served by the standby"
     # The options passed through reach the server: its own log level.
     assert "--log-level" in out, out
     assert " --systemd-socket" in out
