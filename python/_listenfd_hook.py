@@ -93,9 +93,15 @@ class _ServerCliFinder:
     find_spec = staticmethod(find_spec)
 
 
+def runs_a_server(argv: "Sequence[str]") -> bool:
+    """The .pth line's gate, for the PEP 829 entry point, which runs in every
+    interpreter: the command line names granian, uvicorn or hypercorn."""
+    return "granian" in str(argv).replace("corn", "granian")
+
+
 def install() -> None:
-    """Put the finder in place (once); the PEP 829 entry point
-    (`listenfd-servers.start`)."""
+    """Put the finder in place (once), in an interpreter whose command line
+    names a server; the PEP 829 entry point (`listenfd-servers.start`)."""
     # Out of sys.modules once it has run (the finder keeps what it needs):
     # pytest marks every top-level module of a distribution with a pytest11
     # plugin (ours) for assertion rewriting, and warns about those already
@@ -104,5 +110,7 @@ def install() -> None:
     sys.modules.pop(__name__, None)
     if os.environ.get("LISTENFD_NO_HOOK", "") not in ("", "0"):
         return
+    if not runs_a_server(getattr(sys, "orig_argv", sys.argv)):
+        return  # Python >= 3.15 calls this in every interpreter: the .pth line's gate
     if not any(getattr(f, "listenfd_hook", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _ServerCliFinder)
