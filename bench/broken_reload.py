@@ -1,12 +1,15 @@
 """A reload with broken code, under load, for each server:
 
     python bench/broken_reload.py [--reloads 5] [--servers granian,uvicorn,hypercorn]
+                                  [--apps hello,shop]
 
 Each server runs with `--systemd-socket --workers 2` on a socket held here
-(as a socket unit holds it), serving tests/apps/hello.py copied to a
-temporary folder. Each round appends a syntax error to the app and runs
-`listenfd reload PID` (what `systemctl reload` runs), then restores the
-app. Two clients, one after the other:
+(as a socket unit holds it), serving a copy (in a temporary folder) of
+tests/apps/hello.py, or of bench/apps/shop, a FastAPI app with routers and
+models (`pip install --group bench`). Each round appends a syntax error to
+the app (the shop: to its items router, not the entry point) and runs
+`listenfd reload PID` (what `systemctl reload` runs), then restores it. Two
+clients, one after the other:
 
 - the retrying load generator of tests/e2e/loadgen.py (new connections, and
   a keep-alive client that retries an idempotent request once, RFC 9112
@@ -42,12 +45,21 @@ BIN = Path(sys.executable).parent
 BROKEN = "\ndef broken(:\n"
 
 
-def start(server: str, folder: Path) -> tuple[subprocess.Popen[bytes], socket.socket]:
+# app -> (what to copy, the app's import path, the file a deploy breaks, wrk's path)
+APPS = {
+    "hello": (ROOT / "tests" / "apps" / "hello.py", "hello:asgi", "hello.py", "/"),
+    "shop": (ROOT / "bench" / "apps" / "shop", "shop.main:app", "shop/routers/items.py", "/items"),
+}
+
+
+def start(
+    server: str, folder: Path, target: str = "hello:asgi"
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen(4096)
     flags = ["--interface", "asgi"] if server == "granian" else []
-    argv = [str(BIN / server), *flags, "--systemd-socket", "--workers", "2", "app:asgi"]
+    argv = [str(BIN / server), *flags, "--systemd-socket", "--workers", "2", target]
     proc = spawn(
         argv,
         [holder],
@@ -91,11 +103,15 @@ def wrk_errors(out: str) -> dict[str, int]:
     return found
 
 
-def run(server: str, reloads: int) -> str:
+def run(server: str, app_name: str, reloads: int) -> str:
+    source, target, broken, path = APPS[app_name]
     with tempfile.TemporaryDirectory() as folder:
-        app = Path(folder) / "app.py"
-        shutil.copy(ROOT / "tests" / "apps" / "hello.py", app)
-        proc, holder = start(server, Path(folder))
+        if source.is_dir():
+            shutil.copytree(source, Path(folder) / source.name)
+        else:
+            shutil.copy(source, Path(folder) / source.name)
+        app = Path(folder) / broken
+        proc, holder = start(server, Path(folder), target)
         port = holder.getsockname()[1]
         try:
             with Load(port) as load:
@@ -103,7 +119,7 @@ def run(server: str, reloads: int) -> str:
                 retrying = broken_reloads(proc.pid, app, reloads, 0.5)
             seconds = max(2, int(reloads * 1.5) + 2)
             wrk = subprocess.Popen(
-                ["wrk", "-t2", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+                ["wrk", "-t2", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -124,7 +140,7 @@ def run(server: str, reloads: int) -> str:
     took = statistics.median(t for _, t in retrying + outcomes) * 1000
     w = wrk_errors(out)
     return (
-        f"| {server} | {took:.0f} ms | {statuses} | {'yes' if up else 'NO'} | "
+        f"| {server} | {app_name} | {took:.0f} ms | {statuses} | {'yes' if up else 'NO'} | "
         f"{len(load.latencies):,}: {load.refused} / {load.failed} + {load.failed_keep_alive} "
         f"({load.retried} retried) | {w['requests']:,}: {w['connect']} / "
         f"{w['read']} / {w['write']} / {w['timeout']} / {w['non-2xx']} |"
@@ -135,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reloads", type=int, default=5, help="per client and server")
     parser.add_argument("--servers", default="granian,uvicorn,hypercorn")
+    parser.add_argument("--apps", default="hello,shop")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -143,13 +160,14 @@ def main() -> None:
         "`listenfd reload` is what `systemctl reload` runs\n"
     )
     print(
-        "| server | failed reload took (median) | exit statuses | still up | retrying client: "
-        "requests: refused / failed + keep-alive failed | wrk (never retries): requests: "
+        "| server | app | failed reload took (median) | exit statuses | still up | retrying "
+        "client: requests: refused / failed + keep-alive failed | wrk (never retries): requests: "
         "connect / read / write / timeout errors / non-2xx |"
     )
-    print("|---|---:|---|---|---|---|")
-    for server in args.servers.split(","):
-        print(run(server, args.reloads), flush=True)
+    print("|---|---|---:|---|---|---|---|")
+    for app in args.apps.split(","):
+        for server in args.servers.split(","):
+            print(run(server, app, args.reloads), flush=True)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def test_listenfd_dev_serves_every_edit_refusing_nothing(server: str, tmp_path: 
     assert " --systemd-socket" in out
 
 
-def test_an_unknown_command_and_a_port_in_use_are_named(tmp_path: Path) -> None:
+def test_an_unknown_command_a_missing_server_and_a_port_in_use_are_named(tmp_path: Path) -> None:
     unknown = subprocess.run(
         [LISTENFD, "dev", "python", "app.py"],
         capture_output=True,
@@ -208,6 +208,17 @@ def test_an_unknown_command_and_a_port_in_use_are_named(tmp_path: Path) -> None:
     )
     assert unknown.returncode == 2
     assert "listenfd run -s http::127.0.0.1:8000 --watch . -- python app.py" in unknown.stderr
+
+    missing = subprocess.run(
+        [LISTENFD, "dev", str(tmp_path / "granian"), "--reload", "app:app"],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert "is not installed here" in missing.stderr
+    assert "pip install 'listenfd[granian]'" in missing.stderr
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

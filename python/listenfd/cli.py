@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 def dev(args: argparse.Namespace) -> int:
     import errno
+    import shutil
 
     from listenfd._dev import DevMistake, plan, who_holds
     from listenfd._listenfd import Launcher
@@ -126,6 +127,13 @@ def dev(args: argparse.Namespace) -> int:
     if os.sep not in run_command[0] and os.path.exists(beside):
         # The server installed beside listenfd: its venv, activated or not.
         run_command[0] = beside
+    elif shutil.which(run_command[0]) is None:
+        print(
+            f"listenfd dev: {run_command[0]} is not installed here (nor beside listenfd in "
+            f"{os.path.dirname(sys.executable)}): pip install 'listenfd[{chosen.server}]'",
+            file=sys.stderr,
+        )
+        return EXIT_PROTOCOL_ERROR
     debounce = chosen.debounce_ms if chosen.debounce_ms is not None else args.debounce
     try:
         launcher = Launcher(

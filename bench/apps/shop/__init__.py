@@ -1,0 +1,1 @@
+"""A small shop API: items, users and orders."""
