@@ -19,29 +19,8 @@ if [ ${#pythons[@]} -eq 0 ]; then
 fi
 wheel=$(ls dist/*.whl)
 sdist=$(ls dist/*.tar.gz)
-# Tests that run against an installed package, quickly: the protocol, the API,
-# notify, the helpers, the CLI, the launcher, the production mode, the hook
-# of Granian, uvicorn and Hypercorn (help, the options, serving, READY=1, a
-# broken reload), the coordinator, the one-owner checks, listenfd dev's parser, the
-# standby of listenfd run --watch (uvicorn 0.54 on 3.10), the user-style example.
-tests=(
-    tests/test_activation.py tests/test_api.py tests/test_notify.py tests/test_testing.py
-    tests/test_inspect_cli.py tests/test_production.py tests/test_mistakes.py examples
-    tests/test_coordinator.py tests/test_one_owner.py tests/test_internals.py
-    "tests/test_server_contract.py::test_help_lists_the_options_and_the_kill_switch_removes_them"
-    "tests/test_server_contract.py::test_ready_reloading_stopping_from_the_main_process"
-    "tests/test_server_contract.py::test_a_broken_reload_keeps_the_old_workers_serving[granian-syntax]"
-    "tests/test_server_contract.py::test_a_broken_reload_keeps_the_old_workers_serving[uvicorn-syntax]"
-    "tests/test_server_contract.py::test_a_broken_reload_keeps_the_old_workers_serving[hypercorn-syntax]"
-    "tests/test_granian.py::test_under_systemd_socket_activate"
-    "tests/test_uvicorn_hypercorn.py::test_under_systemd_socket_activate"
-    "tests/test_dev.py::test_the_servers_own_options_are_read"
-    "tests/test_launcher.py::test_child_sees_exactly_what_systemd_gives"
-    "tests/test_launcher.py::test_readme_dev_server"
-    "tests/test_standby.py::test_the_woken_standby_serves_the_edited_code[granian]"
-    "tests/test_standby.py::test_the_woken_standby_serves_the_edited_code[uvicorn]"
-    "tests/test_standby.py::test_an_edit_to_a_module_the_standby_imported_means_a_cold_start"
-)
+# The tests that run against an installed package (scripts/wheel-tests.txt).
+mapfile -t tests < <(grep -v -e '^#' -e '^$' scripts/wheel-tests.txt)
 # No cargo, rustc or maturin where the packages are installed and tested.
 no_rust_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -e '\.cargo/bin' -e '^$' | paste -sd:)
 

@@ -5,7 +5,6 @@ python child_report.py [--keep-env] [--allow-missing-pid] [--accept]
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
@@ -15,8 +14,6 @@ import sys
 import listenfd
 
 VARS = ("LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_FDS_FIRST_FD")
-libc = ctypes.CDLL(None)
-libc.getenv.restype = ctypes.c_char_p
 
 
 def open_fds() -> list[int]:
@@ -24,6 +21,13 @@ def open_fds() -> list[int]:
 
 
 def c_environ() -> dict[str, str]:
+    # ctypes only now, after the claim: importing it leaves libffi's own file
+    # open on some builds (libffi's static trampolines, Debian's CPython
+    # 3.14/3.15), which would take a closed fd 3 before the claim looks at it.
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
     return {v: (libc.getenv(v.encode()) or b"").decode() for v in VARS if libc.getenv(v.encode())}
 
 
@@ -70,8 +74,8 @@ def main() -> None:
             report["served"] = served
     report["notify_socket"] = os.environ.get("NOTIFY_SOCKET")
     report["os_environ"] = {v: os.environ[v] for v in VARS if v in os.environ}
-    report["c_environ"] = c_environ()
     report["fds_after"] = open_fds()
+    report["c_environ"] = c_environ()
     print(json.dumps(report), flush=True)
 
 
