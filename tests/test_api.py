@@ -12,6 +12,8 @@ import gc
 import logging
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -321,3 +323,18 @@ def test_backlog_reports_what_listen_set(
     tcp.close()
     uds.close()
     assert [s.backlog for s in got] == [77, 33, None, None]
+
+
+def test_submodules_are_reached_from_the_package() -> None:
+    """`import listenfd; listenfd.notify.ready()`, without importing the
+    submodule by name first (a fresh interpreter: nothing imported it yet)."""
+    code = (
+        "import sys, listenfd; assert 'listenfd.notify' not in sys.modules; "
+        "print(listenfd.notify.ready(), listenfd.testing.NotifyReceiver.__name__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "NotifyReceiver"]

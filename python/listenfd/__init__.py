@@ -63,4 +63,10 @@ def __getattr__(name: str) -> object:
         from listenfd import _bind
 
         return getattr(_bind, name)
+    if name in ("notify", "testing"):
+        # `import listenfd; listenfd.notify.ready()` reads naturally: the
+        # submodule on first use, not on every import of the package.
+        import importlib
+
+        return importlib.import_module(f"listenfd.{name}")
     raise AttributeError(f"module 'listenfd' has no attribute {name!r}")
