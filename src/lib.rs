@@ -19,6 +19,8 @@ pub mod inspect;
 pub mod launcher;
 #[cfg(target_os = "linux")]
 pub mod notify;
+#[cfg(target_os = "linux")]
+pub mod procfs;
 
 #[cfg(feature = "python")]
 mod python;

@@ -31,7 +31,8 @@ use super::watch::{watch as watch_files, ChangeFilter};
 use super::{Config, RestartMode};
 use crate::control::{self, Reply};
 use crate::error::{Error, Result};
-use crate::notify::{is_descendant, start_time, NotifyAddress, NotifyReceiver};
+use crate::notify::{NotifyAddress, NotifyReceiver};
+use crate::procfs::{is_descendant, start_time};
 
 /// Most notifications handled in one turn of the event loop.
 const NOTIFY_BATCH: usize = 64;
