@@ -10,7 +10,7 @@
 //! child for nothing.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,19 +20,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
-use super::engine::{
-    Children, Engine, Policy, RestartResult, Start, Status, SystemClock, Upstream,
-};
+use super::children::{uses_standby, RealChildren};
+use super::engine::{Engine, Policy, RestartResult, Start, Status, SystemClock, Upstream};
 use super::fdstore::FdStore;
-use super::open::{open_all, park_above, HeldSocket};
-use super::spawn::ChildPlan;
-use super::standby;
+use super::open::{open_all, HeldSocket};
 use super::watch::{watch as watch_files, ChangeFilter};
-use super::{Config, RestartMode};
+use super::Config;
 use crate::control::{self, Reply};
 use crate::error::{Error, Result};
 use crate::notify::{NotifyAddress, NotifyReceiver};
-use crate::procfs::{is_descendant, start_time};
 
 /// Most notifications handled in one turn of the event loop.
 const NOTIFY_BATCH: usize = 64;
@@ -42,7 +38,7 @@ enum Request {
     Stop,
 }
 
-enum Event {
+pub(super) enum Event {
     Exited { pid: u32, status: i32 },
     Changed(PathBuf),
 }
@@ -222,36 +218,6 @@ fn become_subreaper() -> Result<()> {
     Ok(())
 }
 
-/// The pids of this process's children (every thread's), from /proc.
-fn children_of_this_process() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut pids = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            pids.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-    }
-    pids
-}
-
-/// The environment `pid` was exec'd with (`/proc/PID/environ`).
-fn exec_environment(pid: u32) -> Option<Vec<u8>> {
-    std::fs::read(format!("/proc/{pid}/environ")).ok()
-}
-
-/// `LISTEN_PID` in a NUL-separated environment block.
-fn listen_pid_in(environment: &[u8]) -> Option<u32> {
-    environment
-        .split(|&b| b == 0)
-        .find_map(|entry| entry.strip_prefix(b"LISTEN_PID="))
-        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
-}
-
 /// This process's control socket, for `listenfd reload`.
 fn bind_control() -> Result<std::os::unix::net::UnixListener> {
     let pid = std::process::id();
@@ -291,190 +257,6 @@ fn upstream_from_env() -> Result<Option<UpstreamEnv>> {
         address,
         watchdog_usec,
     }))
-}
-
-/// The variables the launcher sets for its children, which an env file may
-/// not change.
-fn reserved(key: &str) -> bool {
-    key == "NOTIFY_SOCKET" || key.starts_with("LISTEN_") || key.starts_with("WATCHDOG_")
-}
-
-/// Real processes: fork/exec with the held sockets and the FD store's fds.
-struct RealChildren {
-    command: Vec<OsString>,
-    /// The child's environment, `NOTIFY_SOCKET` included, `LISTEN_*` excluded.
-    env: Vec<(OsString, OsString)>,
-    /// Read before every start, applied over `env`.
-    env_files: Vec<PathBuf>,
-    held: Vec<HeldSocket>,
-    /// `LISTEN_FDNAMES` entries of the held sockets.
-    names: Vec<String>,
-    listen_pid: bool,
-    /// The launcher's own watchdog, handed on to every child.
-    watchdog_usec: Option<u64>,
-    /// Orphans of the children's children come back to the launcher.
-    subreaper: bool,
-    /// Children are told about the standby protocol (`LISTENFD_STANDBY`).
-    standby: bool,
-    /// The `--env-file` variables the latest standby got, and its pid.
-    standby_env: Option<(u32, EnvVars)>,
-    /// Where exits are reported (set once the event loop runs).
-    events: Option<mpsc::UnboundedSender<Event>>,
-}
-
-/// Variables read from `--env-file`s, in order.
-type EnvVars = Vec<(String, String)>;
-
-/// Standbys serve file changes, in overlap mode (a stop-start restart stops
-/// the old child first anyway).
-fn uses_standby(config: &Config) -> bool {
-    config.standby && !config.watch.is_empty() && config.restart_mode == RestartMode::Overlap
-}
-
-impl RealChildren {
-    /// The plan for one spawn, the parked copies it uses (to be closed once
-    /// the child has its own), and what the `--env-file`s gave it.
-    fn plan(&self, store: &FdStore, start: Start) -> Result<(ChildPlan, Vec<OwnedFd>, EnvVars)> {
-        let sources: Vec<BorrowedFd<'_>> = self
-            .held
-            .iter()
-            .map(|h| h.fd.as_fd())
-            .chain(store.entries().map(|(_, fd)| fd))
-            .collect();
-        let mut names = self.names.clone();
-        names.extend(store.entries().map(|(name, _)| name.to_owned()));
-        // Every source must sit above the range the child sees (3..3+n), so
-        // that placing them with dup2 never overwrites one with another;
-        // stored fds may not, so they get a parked copy for this spawn.
-        let floor = 3 + RawFd::try_from(sources.len()).unwrap_or(RawFd::MAX - 3);
-        let mut parked = Vec::new();
-        let mut placed = Vec::with_capacity(sources.len());
-        for fd in sources {
-            if fd.as_raw_fd() >= floor {
-                placed.push(fd.as_raw_fd());
-                continue;
-            }
-            let copy = park_above(fd, floor)?;
-            placed.push(copy.as_raw_fd());
-            parked.push(copy);
-        }
-        let mut env = self.env.clone();
-        let from_files = crate::envfile::load(&self.env_files).map_err(|e| Error::EnvFile(e.0))?;
-        for (key, value) in from_files.iter().filter(|(k, _)| !reserved(k)) {
-            env.retain(|(k, _)| k.as_os_str() != key.as_str());
-            env.push((key.into(), value.into()));
-        }
-        env.retain(|(k, _)| k != standby::ENV);
-        if self.standby {
-            let value = match start {
-                Start::Cold => standby::OFFER,
-                Start::Standby => standby::WAIT,
-            };
-            env.push((standby::ENV.into(), value.into()));
-        }
-        let plan = ChildPlan::new(
-            &self.command,
-            env,
-            placed,
-            &names,
-            self.listen_pid,
-            self.watchdog_usec,
-        )?;
-        Ok((plan, parked, from_files))
-    }
-}
-
-impl Children for RealChildren {
-    fn spawn(&mut self, store: &FdStore, start: Start) -> Result<(u32, String)> {
-        let (mut plan, parked, from_files) = self.plan(store, start)?;
-        let (pid, pidfd) = plan.spawn()?;
-        drop(parked);
-        if start == Start::Standby {
-            self.standby_env = Some((pid, from_files));
-        }
-        if let Some(tx) = &self.events {
-            tokio::spawn(wait_for_exit(pid, pidfd, tx.clone()));
-        }
-        Ok((pid, plan.display))
-    }
-
-    fn signal(&mut self, pid: u32, signal: i32) {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return;
-        };
-        // SAFETY: signalling a child we have not reaped, so the pid is ours;
-        // for SIGKILL also its process group (setpgid in the child).
-        unsafe {
-            if signal == libc::SIGKILL {
-                libc::kill(-pid, signal);
-            }
-            libc::kill(pid, signal);
-        }
-    }
-
-    fn environment_changed(&mut self, pid: u32) -> bool {
-        let Some((_, had)) = self.standby_env.take_if(|(p, _)| *p == pid) else {
-            return true;
-        };
-        crate::envfile::load(&self.env_files).map_or(true, |now| now != had)
-    }
-
-    fn is_descendant(&self, pid: u32, child: u32) -> bool {
-        is_descendant(pid, child)
-    }
-
-    fn signal_group(&mut self, pgid: u32, signal: i32) {
-        if let Ok(pgid) = libc::pid_t::try_from(pgid) {
-            // SAFETY: kill(2) on a process group; the child made it its own.
-            unsafe { libc::kill(-pgid, signal) };
-        }
-    }
-
-    fn group_alive(&self, pgid: u32) -> bool {
-        let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-            return false;
-        };
-        // SAFETY: signal 0 only checks that the group has a member.
-        unsafe { libc::kill(-pgid, 0) == 0 }
-    }
-
-    fn orphans(&mut self, known: &[u32]) -> Vec<u32> {
-        if !self.subreaper {
-            return Vec::new();
-        }
-        // A reparented process does not say whose it was. The LISTEN_PID its
-        // child was started with does, in the environment it was exec'd
-        // with (kept by a fork, whatever Python later removes); without it,
-        // only one that started before every child still running cannot be
-        // one of theirs (a newer one waits for the next clean-up, or the
-        // launcher's exit).
-        let oldest_known = known.iter().filter_map(|&pid| start_time(pid)).min();
-        let not_theirs = |pid: u32| match exec_environment(pid).as_deref().and_then(listen_pid_in) {
-            Some(owner) => !known.contains(&owner),
-            None => oldest_known.is_none_or(|oldest| start_time(pid).is_some_and(|t| t < oldest)),
-        };
-        children_of_this_process()
-            .into_iter()
-            .filter(|pid| !known.contains(pid))
-            .filter(|&pid| not_theirs(pid))
-            .filter(|&pid| self.alive(pid))
-            .collect()
-    }
-
-    fn alive(&mut self, pid: u32) -> bool {
-        let Ok(raw) = libc::pid_t::try_from(pid) else {
-            return false;
-        };
-        let mut status = 0;
-        // SAFETY: WNOHANG on a child of ours: reaps it only if it has exited.
-        match unsafe { libc::waitpid(raw, &raw mut status, libc::WNOHANG) } {
-            0 => true,
-            r if r == raw => false,
-            // Not our child (any more): alive if it still exists.
-            // SAFETY: signal 0 only checks that the process exists.
-            _ => unsafe { libc::kill(raw, 0) == 0 },
-        }
-    }
 }
 
 /// The event loop around the engine: requests, exits, file changes,
@@ -752,45 +534,4 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400)
-}
-
-/// Await a child's exit on its pidfd, reap it, report its wait status.
-async fn wait_for_exit(pid: u32, pidfd: OwnedFd, tx: mpsc::UnboundedSender<Event>) {
-    // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
-    if let Ok(fd) = unsafe { AsyncFd::register(pidfd) } {
-        let _ = fd.readable().await;
-    }
-    let mut status = 0;
-    let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    loop {
-        // SAFETY: reaping our own child (the pidfd said it exited).
-        let r = unsafe { libc::waitpid(raw_pid, &raw mut status, 0) };
-        if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
-    let _ = tx.send(Event::Exited { pid, status });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::listen_pid_in;
-
-    #[test]
-    fn listen_pid_in_an_environment_block() {
-        for (block, want) in [
-            (&b"A=1\0LISTEN_PID=42\0B=2\0"[..], Some(42)),
-            (b"LISTEN_PID=7", Some(7)),
-            (b"XLISTEN_PID=7\0", None),
-            (b"LISTEN_PID=\0", None),
-            (b"LISTEN_PID=4x\0", None),
-            (b"LISTEN_PID=99999999999\0", None),
-            (b"LISTEN_PIDS=3\0LISTEN_PID=5\0", Some(5)),
-            (b"", None),
-        ] {
-            assert_eq!(listen_pid_in(block), want, "{block:?}");
-        }
-    }
 }

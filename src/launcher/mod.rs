@@ -14,6 +14,7 @@
 // Opening sockets works on any Unix (bind_or_inherit's fresh binds use it);
 // running children needs Linux: pidfds, PR_SET_PDEATHSIG, close_range.
 #[cfg(target_os = "linux")]
+mod children;
 pub mod engine;
 #[cfg(target_os = "linux")]
 pub mod fdstore;
