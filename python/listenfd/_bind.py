@@ -57,6 +57,21 @@ def parse_address(address: AddressLike) -> Address:
     return address
 
 
+def read_bind(bind: str) -> Address:
+    """A Hypercorn ``--bind`` (``HOST:PORT``, ``[V6]:PORT``, ``unix:PATH``; a
+    ``HOST`` alone is port 8000, as Hypercorn reads it) through the one
+    address parser. ``ValueError`` says why one cannot be read; ``fd://`` is
+    the caller's to refuse."""
+    if bind.startswith("unix:"):
+        return bind[len("unix:") :]
+    parsed = parse_host_port(bind)  # ValueError for a port out of range
+    if parsed is not None:
+        return parsed
+    if bind and not any(c in bind for c in ":[] "):
+        return (bind, 8000)
+    raise ValueError("expected HOST:PORT, [IPV6]:PORT, HOST or unix:PATH")
+
+
 def _port(value: object, address: object) -> int:
     if isinstance(value, int):
         port = value

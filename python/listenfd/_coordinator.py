@@ -364,7 +364,7 @@ class Coordinator:
                 exited = [w for w in workers if w.exitcode is not None]
                 if exited and exited_at is None:
                     exited_at = now  # its report of why may still be in the pipe
-                if exited and now - exited_at >= self.REPORT_GRACE:  # type: ignore[operator]
+                elif exited and exited_at is not None and now - exited_at >= self.REPORT_GRACE:
                     worker = exited[0]
                     return f"a new worker (pid {worker.pid}) exited with status {worker.exitcode}"
                 if now >= deadline:

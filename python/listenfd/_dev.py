@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from listenfd._listenfd import parse_host_port
+from listenfd._bind import read_bind
 
 
 class DevMistake(Exception):
@@ -266,22 +266,18 @@ def plan(argv: Sequence[str], cwd: str) -> DevPlan:
 
 
 def _read_bind(server: str, bind: str) -> tuple[str, int, str | None]:
-    if bind.startswith("unix:"):
-        return "", 0, bind[len("unix:") :]
     if bind.startswith("fd://"):
         raise DevMistake(
             f"{server} --bind {bind} names a socket of its own: listenfd dev opens the socket; "
             "give --bind HOST:PORT or unix:PATH instead"
         )
     try:
-        parsed = parse_host_port(bind)
+        address = read_bind(bind)
     except ValueError as exc:
         raise DevMistake(f"{server} --bind {bind!r}: {exc}") from None
-    if parsed is None:
-        if bind and not any(c in bind for c in ":[] "):
-            return bind, 8000, None  # hypercorn's rule: no port is 8000
-        raise DevMistake(f"{server} --bind {bind!r}: expected HOST:PORT, [IPV6]:PORT or unix:PATH")
-    return parsed[0], parsed[1], None
+    if isinstance(address, str):
+        return "", 0, address
+    return address[0], address[1], None
 
 
 def who_holds(port: int) -> str | None:

@@ -29,9 +29,8 @@ from hypercorn.config import Config, Sockets
 
 from listenfd import _control as control
 from listenfd import _standby as standby
-from listenfd._bind import Address
+from listenfd._bind import Address, read_bind
 from listenfd._coordinator import Coordinator, Reporter
-from listenfd._listenfd import parse_host_port
 from listenfd._serving import Chosen, StderrLog, Unservable, Wanted, choose_socket
 
 _log = StderrLog()
@@ -73,21 +72,12 @@ def wanted_address(bind: str) -> Address:
     """A --bind, read by listenfd's one address parser; a bind without a
     port is HOST:8000, as hypercorn reads it. `Unservable` names a bind
     that cannot be read."""
-    if bind.startswith("unix:"):
-        return bind[len("unix:") :]
     if bind.startswith("fd://"):
         raise Unservable(f"--systemd-socket: --bind {bind} names a socket too: give one of them")
     try:
-        parsed = parse_host_port(bind)
+        return read_bind(bind)
     except ValueError as exc:
-        parsed, why = None, str(exc)
-    else:
-        why = "expected HOST:PORT, [IPV6]:PORT, HOST or unix:PATH"
-    if parsed is not None:
-        return parsed
-    if bind and not any(c in bind for c in ":[] "):
-        return (bind, 8000)
-    raise Unservable(f"--systemd-socket: cannot read --bind {bind!r}: {why}")
+        raise Unservable(f"--systemd-socket: cannot read --bind {bind!r}: {exc}") from None
 
 
 def _choose(config: SystemdConfig, name: str | None, address_given: bool) -> None:
