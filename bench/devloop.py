@@ -1,20 +1,25 @@
 """The dev loop: from saving a file to the new code answering, side by side.
 
-    python bench/devloop.py [--edits N] [--debounce MS]
+    python bench/devloop.py [--apps hello,shop,blog] [--servers granian,uvicorn]
+                            [--edits N] [--debounce MS]
 
-An ASGI app whose answer names its version; each edit rewrites the file with
-the next version, then one client asks every 2 ms, on a new connection each
-time, until the new version answers. Per scenario: edit -> served (median,
-max), connections refused and requests failed meanwhile. Scenarios, in one
-run, the same Granian (1 worker): `granian --reload` (Granian's own
-reloader), `listenfd run --watch --no-standby` (every change starts a new
-child cold) and `listenfd run --watch` (a change wakes the standby child,
-started ahead and waiting before the app); then uvicorn (1 process):
-`uvicorn --reload` and `listenfd run --watch` with its standby. For the
-launcher, its own log
-lines, timestamped as they arrive, split the time up: the change seen
-(watcher and debounce), a new child started (cold starts only), its READY=1,
-the first answer from the new code.
+Apps: `hello`, one ASGI function that imports nothing; `shop`
+(bench/apps/shop), a FastAPI app with routers and pydantic models; `blog`
+(bench/apps/blog), a Django project (Granian serves its WSGI app, uvicorn its
+ASGI app). Each edit rewrites a module that is not the entry point (the
+shop's items router, the blog's views) with the next `REVISION`, as an
+editor saves (a new file renamed over the old); then one client asks every
+2 ms, on a new connection each time, until the new revision answers.
+
+Per app and server, in one run: the server's own reloader (`granian
+--reload`, `uvicorn --reload`), `listenfd run --watch --no-standby` (a cold
+start per edit), `--no-preload` (a standby that has not imported the
+framework), and the default (a warm standby: it imported, before the edit,
+what the serving child had imported from the interpreter's libraries).
+Columns: edit -> served (median, max), connections refused and requests
+failed meanwhile, lines printed per edit (both streams, median), and, for
+listenfd, when its one line per edit says the change was first seen and the
+new child was ready (READY=1).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import http.client
 import os
 import platform
 import queue
+import re
 import shutil
 import socket
 import statistics
@@ -32,27 +38,59 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-GRANIAN = ["--interface", "asgi", "--workers", "1", "--log-level", "warning", "app:app"]
-APP = """VERSION = {version}
+HELLO = """REVISION = 0
 
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    body = b"version %d" % VERSION
-    await send({{"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]}})
-    await send({{"type": "http.response.body", "body": body}})
+    body = b"revision %d" % REVISION
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 """
-# launcher log line -> the step it ends
-STEPS = {
-    "restarting:": "change seen",
-    "started pid": "child started",
-    "is ready": "READY=1",
+
+
+@dataclass(frozen=True)
+class App:
+    source: Path | None  # copied into a temporary directory; None: HELLO
+    edited: str  # the module each edit rewrites
+    path: str  # what answers "revision N"
+    granian: tuple[str, ...]
+    uvicorn: str
+
+
+APPS = {
+    "hello": App(None, "app.py", "/", ("--interface", "asgi", "app:app"), "app:app"),
+    "shop": App(
+        ROOT / "bench" / "apps" / "shop",
+        "shop/routers/items.py",
+        "/items/revision",
+        ("--interface", "asgi", "shop.main:app"),
+        "shop.main:app",
+    ),
+    "blog": App(
+        ROOT / "bench" / "apps" / "blog",
+        "posts/views.py",
+        "/revision",
+        ("--interface", "wsgi", "blog.wsgi:application"),
+        "blog.asgi:application",
+    ),
 }
+# kind -> (its own reloader?, listenfd run options)
+KINDS = {
+    "own --reload": (True, []),
+    "listenfd, cold": (False, ["--no-standby"]),
+    "listenfd, standby": (False, ["--no-preload"]),
+    "listenfd, warm standby": (False, []),
+}
+# listenfd's line per edit: "PATH changed -> served by pid N in X ms"
+SERVED = re.compile(r"changed -> served by pid \d+ in (\d+) ms")
 
 
 def free_port() -> int:
@@ -62,18 +100,24 @@ def free_port() -> int:
 
 
 class Poller:
-    """Asks until `version` answers; counts what went wrong meanwhile."""
+    """Asks until `revision` answers; counts what went wrong meanwhile."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, path: str) -> None:
         self.port = port
+        self.path = path
         self.refused = 0
         self.failed = 0
 
     def answer(self) -> int | None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
-            conn.request("GET", "/", headers={"Connection": "close"})
-            return int(conn.getresponse().read().split()[1])
+            conn.request("GET", self.path, headers={"Connection": "close"})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                self.failed += 1
+                return None
+            return int(body.split()[1])
         except ConnectionRefusedError:
             self.refused += 1
         except (OSError, http.client.HTTPException, ValueError, IndexError):
@@ -82,99 +126,127 @@ class Poller:
             conn.close()
         return None
 
-    def until(self, version: int, timeout: float = 30) -> float:
+    def until(self, revision: int, timeout: float = 60) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.answer() == version:
+            if self.answer() == revision:
                 return time.monotonic()
             time.sleep(0.002)
-        raise SystemExit(f"version {version} never answered")
+        raise SystemExit(f"revision {revision} never answered")
 
 
 def lines_of(proc: subprocess.Popen[str], sink: queue.Queue[tuple[float, str]]) -> None:
-    assert proc.stderr is not None
-    for line in proc.stderr:
+    assert proc.stdout is not None
+    for line in proc.stdout:
         sink.put((time.monotonic(), line))
 
 
-UVICORN = ["--log-level", "warning", "app:app"]
-# scenario -> (server, its own reloader's scenario to compare with)
-SCENARIOS = {
-    "granian --reload": ("granian", None),
-    "listenfd run --watch --no-standby, granian": ("granian", "granian --reload"),
-    "listenfd run --watch, granian (standby)": ("granian", "granian --reload"),
-    "uvicorn --reload": ("uvicorn", None),
-    "listenfd run --watch, uvicorn (standby)": ("uvicorn", "uvicorn --reload"),
-}
-
-
-def command(kind: str, port: int, d: str, debounce: int | None) -> list[str]:
-    server = SCENARIOS[kind][0]
-    if kind == "granian --reload":
-        return [str(BIN / "granian"), "--port", str(port), "--reload", *GRANIAN]
-    if kind == "uvicorn --reload":
-        return [str(BIN / "uvicorn"), "--port", str(port), "--reload", *UVICORN]
-    own = GRANIAN if server == "granian" else UVICORN
+def command(app: App, server: str, kind: str, port: int, d: str, debounce: int | None) -> list[str]:
+    own, options = KINDS[kind]
+    if server == "granian":
+        argv = [str(BIN / "granian"), "--workers", "1", *app.granian]
+    else:
+        # Without access lines: the client's requests are not the edit's lines.
+        argv = [str(BIN / "uvicorn"), "--no-access-log", app.uvicorn]
+    if own:
+        where = ["--port", str(port)]
+        return [argv[0], *where, "--reload", *argv[1:]]
     return [
         *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{port}", "--watch", d],
-        *(["--no-standby"] if "--no-standby" in kind else []),
+        *options,
         *([] if debounce is None else ["--debounce", str(debounce)]),
-        *["--", str(BIN / server), "--systemd-socket", *own],
+        *["--", argv[0], "--systemd-socket", *argv[1:]],
     ]
 
 
-def scenario(kind: str, edits: int, debounce: int | None) -> dict[str, list[float] | int]:
+def set_revision(file: Path, revision: int) -> None:
+    """As an editor saves: a new file renamed over the old one."""
+    text = re.sub(r"^REVISION = \d+$", f"REVISION = {revision}", file.read_text(), flags=re.M)
+    tmp = file.with_name(file.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, file)
+
+
+def scenario(
+    app: App, server: str, kind: str, edits: int, debounce: int | None
+) -> dict[str, list[float] | int]:
     with tempfile.TemporaryDirectory() as d:
-        app = Path(d) / "app.py"
-        app.write_text(APP.format(version=0))
+        if app.source is None:
+            (Path(d) / "app.py").write_text(HELLO)
+        else:
+            # The shop is a package under the working directory; the blog
+            # project's root is the working directory.
+            into = app.source.name if app.source.name == "shop" else ""
+            shutil.copytree(app.source, Path(d) / into, dirs_exist_ok=True)
+        edited = Path(d) / app.edited
         port = free_port()
-        argv = command(kind, port, d, debounce)
+        env = {**os.environ, "BLOG_DATABASE": os.path.join(d, "db.sqlite3")}
         proc = subprocess.Popen(
-            argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            command(app, server, kind, port, d, debounce),
+            cwd=d,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         log: queue.Queue[tuple[float, str]] = queue.Queue()
         threading.Thread(target=lines_of, args=(proc, log), daemon=True).start()
-        poller = Poller(port)
+        poller = Poller(port, app.path)
         served: list[float] = []
-        steps: dict[str, list[float]] = {step: [] for step in STEPS.values()}
+        lines: list[float] = []
+        seen: list[float] = []
+        ready: list[float] = []
         try:
-            poller.until(0, timeout=60)
-            time.sleep(1.0)
+            poller.until(0)
+            time.sleep(1.5)
             poller.refused = poller.failed = 0
-            for version in range(1, edits + 1):
+            for revision in range(1, edits + 1):
                 while not log.empty():
                     log.get()
                 t0 = time.monotonic()
-                # As an editor saves: a new file renamed over the old one.
-                tmp = app.with_suffix(".py.tmp")
-                tmp.write_text(APP.format(version=version))
-                os.replace(tmp, app)
-                served.append((poller.until(version) - t0) * 1000)
-                time.sleep(0.5)  # the old child stops; its lines arrive
+                set_revision(edited, revision)
+                served.append((poller.until(revision) - t0) * 1000)
+                # The old child stops, the next standby starts: all their lines.
+                time.sleep(1.5)
+                count = 0
                 while not log.empty():
                     at, line = log.get()
-                    for marker, step in STEPS.items():
-                        if marker in line and len(steps[step]) < version:
-                            steps[step].append((at - t0) * 1000)
-                time.sleep(0.5)
+                    count += 1
+                    if match := SERVED.search(line):
+                        ready.append((at - t0) * 1000)
+                        seen.append(ready[-1] - int(match.group(1)))
+                lines.append(count)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        return {"served": served, **steps, "refused": poller.refused, "failed": poller.failed}
+        return {
+            "served": served,
+            "lines": lines,
+            "seen": seen,
+            "ready": ready,
+            "refused": poller.refused,
+            "failed": poller.failed,
+        }
+
+
+def med(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f}" if values else "-"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--apps", default="hello,shop,blog")
+    parser.add_argument("--servers", default="granian,uvicorn")
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument(
         "--debounce", type=int, default=None, help="listenfd run --debounce MS (default: its own)"
     )
     args = parser.parse_args()
-    for server in ("granian", "uvicorn"):
+    apps = args.apps.split(",")
+    servers = args.servers.split(",")
+    for server in servers:
         if not shutil.which(str(BIN / server)):
             raise SystemExit(f"{server} is not installed in this environment")
-    kinds = list(SCENARIOS)
-    results = {kind: scenario(kind, args.edits, args.debounce) for kind in kinds}
     debounce = "its default" if args.debounce is None else f"{args.debounce} ms"
     print(
         f"# bench/devloop.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
@@ -182,33 +254,30 @@ def main() -> None:
         f"edits each, listenfd --debounce {debounce}"
     )
     print()
-    print("| scenario | edit -> served, median ms | max ms | refused | failed |")
-    print("|---|---:|---:|---:|---:|")
-    for kind, r in results.items():
-        served = r["served"]
-        assert isinstance(served, list)
-        print(
-            f"| {kind} | {statistics.median(served):.0f} | {max(served):.0f} | "
-            f"{r['refused']} | {r['failed']} |"
-        )
-    print()
-    ours = [kind for kind in kinds if SCENARIOS[kind][1] is not None]
-    for kind in ours:
-        base = SCENARIOS[kind][1]
-        ratio = statistics.median(results[kind]["served"]) / statistics.median(  # type: ignore[arg-type]
-            results[base]["served"]  # type: ignore[arg-type,index]
-        )
-        print(f"{kind} / {base}: {ratio:.2f}")
-    print("\nWhere the time goes (median ms after the save):\n")
-    print("| scenario | change seen | child started | READY=1 | new code served |")
-    print("|---|---:|---:|---:|---:|")
-    for kind in ours:
-        r = results[kind]
-        cells = [
-            f"{statistics.median(v):.0f}" if isinstance(v := r[step], list) and v else "-"
-            for step in [*STEPS.values(), "served"]
-        ]
-        print(f"| {kind} | " + " | ".join(cells) + " |")
+    print(
+        "| app | server | scenario | edit -> served, median ms | max ms | refused | failed "
+        "| lines per edit | ratio | change seen | READY=1 |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in apps:
+        app = APPS[name]
+        for server in servers:
+            base: float | None = None
+            for kind in KINDS:
+                r = scenario(app, server, kind, args.edits, args.debounce)
+                served = r["served"]
+                assert isinstance(served, list)
+                median = statistics.median(served)
+                if base is None:
+                    base = median
+                ratio = "1" if kind == "own --reload" else f"{median / base:.2f}"
+                label = f"{server} --reload" if kind == "own --reload" else kind
+                print(
+                    f"| {name} | {server} | {label} | {median:.0f} | {max(served):.0f} | "
+                    f"{r['refused']} | {r['failed']} | {med(r['lines'])} | {ratio} | "  # type: ignore[arg-type]
+                    f"{med(r['seen'])} | {med(r['ready'])} |",  # type: ignore[arg-type]
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ pub fn check_notification(data: &[u8]) {
         notify_access_all: false,
         debounce: std::time::Duration::from_millis(100),
         standby: true,
+        preload: true,
     };
     let mut engine = Engine::new(policy, NoChildren, crate::launcher::engine::SystemClock, tx);
     engine.start().expect("the fake child starts");
@@ -207,7 +208,7 @@ impl crate::launcher::engine::Children for NoChildren {
         _: &crate::launcher::fdstore::FdStore,
         start: crate::launcher::engine::Start,
     ) -> crate::Result<(u32, String)> {
-        let standby = start == crate::launcher::engine::Start::Standby;
+        let standby = matches!(start, crate::launcher::engine::Start::Standby { .. });
         Ok((Self::PID + u32::from(standby), "fuzz".into()))
     }
     fn environment_changed(&mut self, _: u32) -> bool {

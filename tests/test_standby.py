@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,14 +105,17 @@ def test_files_read(tmp_path: Path) -> None:
 class Run:
     """`listenfd run --watch DIR` of a server, its stderr collected."""
 
-    def __init__(self, directory: Path, server: list[str], *options: str, **env: str) -> None:
+    def __init__(
+        self, directory: Path, server: list[str], *options: str, verbose: bool = True, **env: str
+    ) -> None:
         self.port = free_port()
         self.lines: list[str] = []
         self.serving = False
         self.proc = subprocess.Popen(
             [
                 *[str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{self.port}"],
-                *["--watch", str(directory), *options, "--", *server],
+                *["--watch", str(directory), *(["-v"] if verbose else []), *options],
+                *["--", *server],
             ],
             cwd=directory,
             env={**python_env(), **env},
@@ -348,3 +352,171 @@ def test_without_a_standby_every_edit_is_a_cold_start(
     r.wait_log("is ready (", 3)
     assert "started standby" not in r.log, r.log
     assert r.log.count("started pid") == 3
+
+
+# -- the warm standby: what the serving child imported, imported ahead ---------
+
+# Packages "installed" in a user site directory of this test's own (the
+# interpreter counts it among its library directories), put on sys.path.
+INSTALLED = {
+    "lfd_installed_pkg.py": 'VERSION = "1"\n',
+    # Raises unless the app has started: as a Django model module imported
+    # before django.setup().
+    "lfd_flaky.py": (
+        "import builtins\n"
+        "if not getattr(builtins, 'LFD_APP', False):\n"
+        "    raise RuntimeError('imported before the app')\n"
+    ),
+    # Reads, on import, what the app sets first (as a settings module would).
+    "lfd_reads_env.py": 'import os\nMODE = os.environ.get("LFD_MODE", "unset")\n',
+}
+
+
+def installed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A user site with INSTALLED in it, and the environment that uses it."""
+    import sysconfig
+
+    userbase = tmp_path / "userbase"
+    site = Path(sysconfig.get_path("purelib", f"{os.name}_user", vars={"userbase": str(userbase)}))
+    site.mkdir(parents=True)
+    for name, text in INSTALLED.items():
+        (site / name).write_text(text)
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return site, {"PYTHONUSERBASE": str(userbase), "PYTHONPATH": path}
+
+
+def warm_app(imports: str, value: str) -> str:
+    """An app whose answer says whether `imports` was in sys.modules before
+    the app ran: "warm" (preloaded by the standby) or "cold"."""
+    return APP.format(
+        source=(
+            "import sys, builtins\n"
+            f"PRELOADED = {imports!r} in sys.modules\n"
+            "builtins.LFD_APP = True\n"
+            f"import {imports}\n"
+            f"VALUE = {value} + ('-warm' if PRELOADED else '-cold')"
+        )
+    )
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_warm_standby_has_imported_the_installed_packages_before_the_edit(
+    tmp_path: Path, run: list[Run], server: str
+) -> None:
+    pytest.importorskip(server.split()[0].rstrip(","))
+    src = tmp_path / "src"
+    src.mkdir()
+    _, env = installed(tmp_path)
+    app = src / "app.py"
+    value = 'lfd_installed_pkg.VERSION + "-v{n}"'
+    app.write_text(warm_app("lfd_installed_pkg", value.format(n=0)))
+    r = Run(src, SERVERS[server], **env)
+    run.append(r)
+    seen = r.until("1-v0-cold")
+    for n in (1, 2):
+        r.wait_log("is waiting", n)
+        app.write_text(warm_app("lfd_installed_pkg", value.format(n=n)))
+        seen = r.until(f"1-v{n}-warm")
+        assert not any(f"1-v{n}-cold" in v for v in seen.values()), seen
+    assert r.log.count("started pid") == 1, "no cold start after the first"
+
+
+def test_an_upgraded_preloaded_package_means_a_cold_start_with_the_new_version(
+    tmp_path: Path, run: list[Run]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    site, env = installed(tmp_path)
+    app = src / "app.py"
+    value = 'lfd_installed_pkg.VERSION + "-v{n}"'
+    app.write_text(warm_app("lfd_installed_pkg", value.format(n=0)))
+    r = Run(src, granian(), **env)
+    run.append(r)
+    r.until("1-v0-cold")
+    r.wait_log("is waiting")
+    time.sleep(0.1)  # the upgrade comes after the standby read the package
+    (site / "lfd_installed_pkg.py").write_text('VERSION = "2"\n')
+    app.write_text(warm_app("lfd_installed_pkg", value.format(n=1)))
+    seen = r.until("2-v1-cold")
+    assert not any("1-v1" in v for values in seen.values() for v in values), seen
+    assert "lfd_installed_pkg.py changed since standby pid" in r.log, r.log
+    assert r.log.count("started pid") == 2, "one cold start"
+
+
+def test_a_preload_that_raises_is_skipped_and_the_app_still_works(
+    tmp_path: Path, run: list[Run]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _, env = installed(tmp_path)
+    app = src / "app.py"
+    app.write_text(warm_app("lfd_flaky", '"flaky-v0"'))
+    r = Run(src, granian(), **env)
+    run.append(r)
+    r.until("flaky-v0-cold")
+    for n in (1, 2):
+        r.wait_log("is waiting", n)
+        app.write_text(warm_app("lfd_flaky", f'"flaky-v{n}"'))
+        # Skipped by the standby (it raised there), imported by the app.
+        r.until(f"flaky-v{n}-cold")
+    assert r.log.count("(waking standby pid") == 2, r.log
+    assert r.log.count("started pid") == 1, "the standby served: no cold start"
+
+
+def test_what_the_app_sets_before_a_library_reads_it_is_as_in_a_cold_start(
+    tmp_path: Path, run: list[Run]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _, env = installed(tmp_path)
+    app = src / "app.py"
+
+    def source(mode: str, n: int) -> str:
+        # As Django's wsgi.py sets DJANGO_SETTINGS_MODULE before Django reads it.
+        code = warm_app("lfd_reads_env", f'lfd_reads_env.MODE + "-v{n}"')
+        return f"import os\nos.environ['LFD_MODE'] = {mode!r}\n{code}"
+
+    app.write_text(source("a", 0))
+    r = Run(src, granian(), **env)
+    run.append(r)
+    r.until("a-v0-cold")
+    r.wait_log("is waiting")
+    app.write_text(source("a", 1))
+    r.until("a-v1-warm")  # preloaded with LFD_MODE=a, as the app sets it
+    r.wait_log("is waiting", 2)
+    app.write_text(source("b", 2))
+    seen = r.until("b-v2-cold")
+    assert not any("a-v2" in v for values in seen.values() for v in values), seen
+    assert "the environment the app sets (LFD_MODE) changed since standby pid" in r.log, r.log
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_the_quiet_terminal_says_one_line_per_edit(
+    tmp_path: Path, run: list[Run], server: str
+) -> None:
+    """Without -v: per edit, listenfd's one line and what the new server says
+    once it serves; no standby start-up lines, no launcher steps."""
+    app = tmp_path / "app.py"
+    app.write_text(APP.format(source='VALUE = "v0"'))
+    r = Run(tmp_path, SERVERS[server], verbose=False)
+    run.append(r)
+    r.until("v0")
+    time.sleep(2)  # the first standby starts and waits, silently
+    for n in (1, 2):
+        before = len(r.lines)
+        subprocess.run(["sed", "-i", f's/"v{n - 1}"/"v{n}"/', str(app)], check=True)
+        r.until(f"v{n}")
+        r.wait_log("changed -> served by pid", n)
+        time.sleep(2)  # the old child stops, the next standby starts
+        edit = r.lines[before:]
+        ours = [line for line in edit if line.startswith("listenfd:")]
+        assert len(ours) == 1, edit
+        assert re.fullmatch(r"listenfd: app.py changed -> served by pid \d+ in \d+ ms\n", ours[0])
+        # granian --reload prints 6 lines per edit, uvicorn --reload 8. Here
+        # Granian: ours, "Started worker-1" and the old worker's "Stopping
+        # worker-1" (from Granian's Rust core, in a worker); uvicorn: ours and
+        # the new server's four ("Uvicorn running on", "Started server
+        # process", "Waiting for application startup.", "... complete.").
+        assert len(edit) <= {"granian": 3, "uvicorn": 5}[server], edit
+    assert "started standby" not in r.log, r.log
+    assert "is waiting" not in r.log, r.log

@@ -25,12 +25,15 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from listenfd import _preload as preload
+from listenfd import _quiet as quiet
 from listenfd import _standby as standby
 from listenfd import notify
 from listenfd._listenfd import reloading_message
@@ -95,15 +98,27 @@ class Reporter:
         self._gate: Any = None
         self._threshold_ns = 0
         self._main_pid = os.getpid()
+        self._plan: preload.Plan | None = None
+        self._describe = False
+        self._quiet: tuple[str, ...] = ()
+        # This process's environment before it loaded the app.
+        self._environ_before: dict[str, str] | None = None
+        self._preloaded = False
 
     def __getstate__(self) -> dict[str, Any]:
         gate, threshold = self._standby()
+        coordinator = self._coordinator
         return {
             "writer": self._writer,
             "generation": self.generation,
             "gate": gate,
             "threshold_ns": threshold,
             "main_pid": self._main_pid,
+            "plan": coordinator.preload_plan if coordinator is not None else self._plan,
+            "describe": coordinator.standby_supported
+            if coordinator is not None
+            else self._describe,
+            "quiet_loggers": coordinator.quiet_loggers if coordinator is not None else self._quiet,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -113,6 +128,11 @@ class Reporter:
         self._gate = state["gate"]
         self._threshold_ns = state["threshold_ns"]
         self._main_pid = state["main_pid"]
+        self._plan = state["plan"]
+        self._describe = state["describe"]
+        self._quiet = state["quiet_loggers"]
+        self._environ_before = None
+        self._preloaded = False
 
     @property
     def generation(self) -> int:
@@ -133,8 +153,25 @@ class Reporter:
             self._writer.send((self.generation, os.getpid(), *message))
 
     def ready(self) -> None:
-        """This worker accepts: app loaded, lifespan started."""
-        self._send(READY)
+        """This worker accepts: app loaded, lifespan started. With the
+        standby protocol, it says what the next standby should preload; a
+        woken warm standby whose app set another environment than it
+        preloaded with says it is stale instead, and never returns."""
+        before = self._environ_before
+        plan = self._plan_here()
+        if before is None:
+            self._send(READY)
+            return
+        if self._preloaded and plan is not None:
+            differs = preload.standby_state_differs(plan, before, os.environ)
+            if differs is not None:
+                self._send(STALE, differs)
+                standby.block_until_stopped()
+        if not self._describes():
+            self._send(READY)
+            return
+        changes = preload.environ_changes(before, os.environ)
+        self._send(READY, preload.describe(sys.modules, changes, preload.library_dirs()))
 
     def failed(self, cause: str) -> None:
         """This worker cannot serve (loading the app raised): `cause`."""
@@ -164,10 +201,32 @@ class Reporter:
         on only if nothing this process has read changed since the main
         process started. Returns at once otherwise."""
         event, threshold = self._standby()
+        plan = self._plan_here()
+        waits = event is not None and not event.is_set()
+        if self._coordinator is None and self._quiet:  # a worker
+            quiet.install(self._quiet)
+            if waits:
+                quiet.hold()
+        if waits and plan is not None:
+            outcome = preload.preload(plan, sys.modules, preload.library_dirs(), os.environ)
+            standby.also_read(outcome.files)
+            self._preloaded = True
         # Serving in the main process itself (a single uvicorn, hypercorn
         # -w 0): its Gate has just checked this very process.
         in_main = os.getpid() == self._main_pid
         standby.wait_in_worker(event, None if in_main else threshold, self._send)
+        if waits:
+            quiet.show()
+        if self._environ_before is None:  # a single process may pass here twice
+            self._environ_before = dict(os.environ)
+
+    def _plan_here(self) -> preload.Plan | None:
+        coordinator = self._coordinator
+        return coordinator.preload_plan if coordinator is not None else self._plan
+
+    def _describes(self) -> bool:
+        coordinator = self._coordinator
+        return coordinator.standby_supported if coordinator is not None else self._describe
 
 
 class WorkerProcess(Protocol):
@@ -246,6 +305,11 @@ class Coordinator:
         self.reader, self.writer = pipe
         self.standby_supported = False
         self.gate: standby.Gate | None = None
+        # What this standby imports before it waits; what the serving
+        # generation said the next one should.
+        self.preload_plan: preload.Plan | None = None
+        self.preload_description: str | None = None
+        self.quiet_loggers: tuple[str, ...] = ()
         self.standing_by: set[int] = set()
         self.reporter = Reporter(self)
         self._listener = start_helper_thread(self._listen, "listenfd-readiness") if listen else None
@@ -280,6 +344,8 @@ class Coordinator:
             current = self._current
             if generation != current.number:
                 return  # a superseded generation
+            if kind == READY and detail:
+                self.preload_description = detail[0]
             if kind == FAILED:
                 current.failures[pid] = detail[0] if detail else "it failed"
                 self.lock.notify_all()
@@ -305,6 +371,9 @@ class Coordinator:
             if event.failure is not None:
                 status += f" (reload failed: {event.failure})"
             supported = f"\n{standby.SUPPORTED}" if self.standby_supported else ""
+            if supported and self.preload_description is not None:
+                # Its own datagram: a READY=1 must never be too big to arrive.
+                self.send(f"{preload.FIELD}={self.preload_description}")
             self.send(f"READY=1\nSTATUS={status}{supported}")
 
     def _announce(self, failure: str | None = None) -> None:
@@ -343,6 +412,8 @@ class Coordinator:
         self._announce(failure)
 
     def stopping(self) -> None:
+        if self.quiet_loggers:
+            quiet.hold()  # its shutdown lines: the next child serves
         self._emit(Stopping())
 
     # -- a reload, new before old ---------------------------------------------
@@ -413,8 +484,17 @@ class Coordinator:
 
     # -- the standby of ``listenfd run --watch`` --------------------------------
 
-    def use_standby(self, wait: bool) -> None:
-        """Say READY=1 can stand by; `wait`: this process is a standby."""
+    def use_standby(self, wait: bool, loggers: Sequence[str] = ()) -> None:
+        """Say READY=1 can stand by; `wait`: this process is a standby.
+        `loggers`: the server's own, held back by a quiet launcher (`_quiet`)
+        while this process does not serve."""
         self.standby_supported = True
+        plan = preload.take_plan()
+        if quiet.take_quiet():
+            self.quiet_loggers = tuple(loggers)
+            quiet.install(self.quiet_loggers)
         if wait:
-            self.gate = standby.Gate(self.context)
+            self.preload_plan = plan
+            if self.quiet_loggers:
+                quiet.hold()
+            self.gate = standby.Gate(self.context, on_wake=quiet.show)

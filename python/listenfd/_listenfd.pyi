@@ -23,7 +23,11 @@ __all__ = [
     "SD_LISTEN_FDS_START",
     "STANDBY_ENV",
     "STANDBY_FIELD",
+    "STANDBY_MAX_PRELOAD_BYTES",
     "STANDBY_OFFER",
+    "STANDBY_PRELOAD_ENV",
+    "STANDBY_PRELOAD_FIELD",
+    "STANDBY_QUIET_ENV",
     "STANDBY_STALE",
     "STANDBY_SUPPORTED",
     "STANDBY_WAIT",
@@ -85,6 +89,20 @@ STANDBY_WAITING: Final[str]
 
 STANDBY_STALE: Final[str]
 """``stale``: a woken standby had read a file changed since (``stale PATH``)."""
+
+STANDBY_PRELOAD_FIELD: Final[str]
+"""``X_LISTENFD_PRELOAD``: sent by a serving child just before its READY=1,
+what the next standby should import before it waits."""
+
+STANDBY_PRELOAD_ENV: Final[str]
+"""``LISTENFD_PRELOAD``: the latest ``X_LISTENFD_PRELOAD``, as a standby gets it."""
+
+STANDBY_MAX_PRELOAD_BYTES: Final[int]
+"""The longest ``X_LISTENFD_PRELOAD`` value the launcher takes."""
+
+STANDBY_QUIET_ENV: Final[str]
+"""``LISTENFD_QUIET``: set for the children of a quiet launcher; a server
+shows its own start-up and shutdown lines only while it serves."""
 
 LISTEN_VARIABLES: Final[list[str]]
 """The variables of the socket-activation protocol (``LISTEN_PID``,
@@ -239,7 +257,8 @@ class Launcher:
     The keyword arguments mirror ``listenfd run``'s options: ``sockets`` (``-s``
     specs), ``backlog``, ``unix_mode``, ``defer_accept`` (seconds; ``None``: 1
     for ``http::``/``https::``, off for ``tcp::``), ``no_pid``, ``watch``,
-    ``ignore``, ``debounce``, ``standby`` (``False``: ``--no-standby``),
+    ``ignore``, ``debounce``, ``standby`` (``False``: ``--no-standby``), ``preload`` (``False``:
+    ``--no-preload``),
     ``restart_mode``, ``ready_timeout``,
     ``ready_delay``, ``stop_timeout`` (seconds), ``stop_signal`` (a name or a
     number), ``notify_access``, ``env_files`` (``--env-file``: read before
@@ -251,7 +270,10 @@ class Launcher:
     children's orphans (process-wide, as the command line does), so that a
     daemon a child left behind is stopped with it; ``handle_signals`` makes it
     act on SIGHUP, SIGINT
-    and SIGTERM like the command line; ``verbose`` prints progress. Under a
+    and SIGTERM like the command line; ``verbose`` prints progress; ``quiet`` (the dev loop's
+    terminal) prints only outcomes, one line per edit served and failures,
+    and has children that stand by show their server's own start-up and
+    shutdown lines only while they serve. Under a
     service manager (``NOTIFY_SOCKET`` set) it relays ``READY=1``,
     ``RELOADING=1``, ``STATUS=``, ``STOPPING=1``, the watchdog and the FD
     store, and stays the main process."""
@@ -269,6 +291,7 @@ class Launcher:
         ignore: Sequence[str] = ...,
         debounce: float = ...,
         standby: bool = True,
+        preload: bool = True,
         restart_mode: Literal["overlap", "stop-start"] = ...,
         ready_timeout: float = ...,
         ready_delay: float = ...,
@@ -277,6 +300,7 @@ class Launcher:
         notify_access: Literal["main", "all"] = ...,
         handle_signals: bool = False,
         verbose: bool = True,
+        quiet: bool = False,
         inherit: bool = False,
         env_files: Sequence[str | os.PathLike[str]] = ...,
         control: bool = False,

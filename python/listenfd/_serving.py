@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from listenfd import _quiet as quiet
 from listenfd._bind import Address, choose, describe_address, matches
 from listenfd._listenfd import ActivationError, InheritedSocket, from_systemd_explained
 
@@ -45,6 +46,8 @@ class StderrLog:
         self.prefixes = prefixes or self.BRACKETS
 
     def _write(self, level: str, msg: str) -> None:
+        if level == "INFO" and not quiet.shown():
+            return
         print(f"{self.prefixes[level]}{msg}", file=sys.stderr, flush=True)
 
     def info(self, msg: str) -> None:

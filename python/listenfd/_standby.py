@@ -80,10 +80,19 @@ def this_process_start_ns() -> int:
     return process_start_ns(stat, boot_ns, os.sysconf("SC_CLK_TCK"))
 
 
+# Files read by preloads whose modules were dropped again (`_preload`).
+_also_read: list[str] = []
+
+
+def also_read(files: Iterable[str]) -> None:
+    """Count `files` as read by this process, though no module holds them."""
+    _also_read.extend(files)
+
+
 def files_read(modules: Mapping[str, ModuleType | None], argv: Iterable[str]) -> list[str]:
     """The files a process has read before its app: the sources of its
     modules, and the files its command line names (``--env-files``, certificates)."""
-    files = []
+    files = list(_also_read)
     for module in list(modules.values()):
         path = getattr(module, "__file__", None)
         if isinstance(path, str):
@@ -116,13 +125,32 @@ def threshold_ns() -> int:
     return this_process_start_ns() - MARGIN_NS
 
 
-class Gate:
-    """A standby's main process: its workers wait at ``event`` (a
-    multiprocessing Event, made by the workers' start method's context)
-    until the launcher wakes this process and nothing it has read changed."""
+class WakeEvent:
+    """Set once, seen by every process that holds it: a pipe whose read end
+    turns readable (nobody reads it). Unlike a multiprocessing Event it holds
+    no named semaphores, which a server killed by its own re-raised SIGTERM
+    (uvicorn) would leave to the resource tracker's warnings."""
 
     def __init__(self, context: Any) -> None:
-        self.event: Any = context.Event()
+        self._reader, self._writer = context.Pipe(duplex=False)
+
+    def set(self) -> None:
+        self._writer.send_bytes(b"w")
+
+    def is_set(self) -> bool:
+        return bool(self._reader.poll(0))
+
+    def wait(self) -> None:
+        self._reader.poll(None)
+
+
+class Gate:
+    """A standby's main process: its workers wait at ``event`` (a
+    `WakeEvent`, made by the workers' start method's context)
+    until the launcher wakes this process and nothing it has read changed."""
+
+    def __init__(self, context: Any, on_wake: Callable[[], object] = lambda: None) -> None:
+        self.event = WakeEvent(context)
         self.threshold_ns = threshold_ns()
         woken = threading.Event()
         signal.signal(WAKE_SIGNAL, lambda *_: woken.set())
@@ -133,6 +161,7 @@ class Gate:
             if path is not None:
                 say_stale(path)
             else:
+                on_wake()
                 self.event.set()
 
         start_helper_thread(wait, "listenfd-standby")
@@ -156,6 +185,14 @@ def wait_in_worker(event: Any, threshold_ns: int | None, report: Callable[..., N
     if path is None:
         return
     report(STALE, path)
+    block_until_stopped()
+
+
+def block_until_stopped() -> None:
+    """A stale process: never go on to serve; exit as soon as told to stop."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: os._exit(0))
     threading.Event().wait()
 
 

@@ -86,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
             ignore=args.ignore,
             debounce=args.debounce / 1000,
             standby=args.standby,
+            preload=args.preload,
             restart_mode=args.restart_mode,
             ready_timeout=args.ready_timeout,
             ready_delay=args.ready_delay,
             stop_timeout=args.stop_timeout,
             stop_signal=args.stop_signal,
             notify_access=args.notify_access,
+            quiet=bool(args.watch) and not args.verbose,
             handle_signals=True,
             inherit=args.inherit,
             env_files=args.env_file,
@@ -143,6 +145,8 @@ def dev(args: argparse.Namespace) -> int:
             ignore=chosen.ignore + args.ignore,
             debounce=debounce / 1000,
             standby=args.standby,
+            preload=args.preload,
+            quiet=not args.verbose,
             handle_signals=True,
             control=True,
             subreaper=True,
@@ -295,6 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --watch, always start a new child cold instead of waking one "
         "started ahead (a standby, when the server supports it)",
     )
+    run_cmd.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="with --watch, print every step and every line of the server; without "
+        "it, one line per edit served (and failures), and the server's own lines only "
+        "from the child that serves",
+    )
+    run_cmd.add_argument(
+        "--no-preload",
+        dest="preload",
+        action="store_false",
+        help="a standby does not import ahead what the serving child imported from "
+        "the interpreter's libraries (the framework); it imports them when woken",
+    )
     run_cmd.add_argument("--restart-mode", choices=["overlap", "stop-start"], default="overlap")
     run_cmd.add_argument(
         "--ready-timeout",
@@ -366,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
         dest="standby",
         action="store_false",
         help="start a new server cold at each edit instead of waking one started ahead",
+    )
+    dev_cmd.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print every step and every line of the server (default: one line per edit)",
+    )
+    dev_cmd.add_argument(
+        "--no-preload",
+        dest="preload",
+        action="store_false",
+        help="the server started ahead does not import the framework before an edit",
     )
     dev_cmd.add_argument("command", nargs=argparse.REMAINDER, metavar="SERVER [ARGS...]")
     reload_cmd = commands.add_parser(

@@ -73,6 +73,8 @@ pub(super) struct RealChildren {
     pub(super) subreaper: bool,
     /// Children are told about the standby protocol (`LISTENFD_STANDBY`).
     pub(super) standby: bool,
+    /// Children that stand by are told the launcher is quiet (`QUIET_ENV`).
+    pub(super) quiet: bool,
     /// The `--env-file` variables the latest standby got, and its pid.
     pub(super) standby_env: Option<(u32, EnvVars)>,
     /// Where exits are reported (set once the event loop runs).
@@ -94,7 +96,7 @@ impl RealChildren {
     pub(super) fn plan(
         &self,
         store: &FdStore,
-        start: Start,
+        start: Start<'_>,
     ) -> Result<(ChildPlan, Vec<OwnedFd>, EnvVars)> {
         let sources: Vec<BorrowedFd<'_>> = self
             .held
@@ -125,11 +127,21 @@ impl RealChildren {
             env.retain(|(k, _)| k.as_os_str() != key.as_str());
             env.push((key.into(), value.into()));
         }
-        env.retain(|(k, _)| k != standby::ENV);
+        env.retain(|(k, _)| {
+            k != standby::ENV && k != standby::PRELOAD_ENV && k != standby::QUIET_ENV
+        });
+        if self.standby && self.quiet {
+            env.push((standby::QUIET_ENV.into(), "1".into()));
+        }
         if self.standby {
             let value = match start {
                 Start::Cold => standby::OFFER,
-                Start::Standby => standby::WAIT,
+                Start::Standby { preload } => {
+                    if !preload.is_empty() {
+                        env.push((standby::PRELOAD_ENV.into(), preload.into()));
+                    }
+                    standby::WAIT
+                }
             };
             env.push((standby::ENV.into(), value.into()));
         }
@@ -150,7 +162,7 @@ impl Children for RealChildren {
         let (mut plan, parked, from_files) = self.plan(store, start)?;
         let (pid, pidfd) = plan.spawn()?;
         drop(parked);
-        if start == Start::Standby {
+        if matches!(start, Start::Standby { .. }) {
             self.standby_env = Some((pid, from_files));
         }
         if let Some(tx) = &self.events {

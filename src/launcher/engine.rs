@@ -39,18 +39,19 @@ use crate::notify::Notification;
 
 /// How a child is started (`standby.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
+pub enum Start<'a> {
     /// Serve as soon as it can.
     Cold,
-    /// Get ready without the user's code, then wait to be woken.
-    Standby,
+    /// Get ready without the user's code, importing what `preload` names
+    /// (the serving child's [`standby::PRELOAD_FIELD`]), then wait to be woken.
+    Standby { preload: &'a str },
 }
 
 /// What the engine needs of the processes it runs.
 pub trait Children {
     /// Fork/exec a new child with the held sockets and the stored fds at
     /// 3.. (its own `LISTEN_PID`); its pid, and a line describing it.
-    fn spawn(&mut self, store: &FdStore, start: Start) -> Result<(u32, String)>;
+    fn spawn(&mut self, store: &FdStore, start: Start<'_>) -> Result<(u32, String)>;
     /// Would a child started now get another environment (`--env-file`)
     /// than the standby `pid` got?
     fn environment_changed(&mut self, pid: u32) -> bool;
@@ -102,6 +103,26 @@ pub struct Policy {
     pub debounce: Duration,
     /// Keep a standby child for file changes, when the command supports it.
     pub standby: bool,
+    /// Hand a standby what the serving child said it should preload.
+    pub preload: bool,
+}
+
+/// How much a progress line matters: `listenfd run --watch` without `-v`
+/// prints outcomes only (`Config::quiet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// A step on the way: started, signalled, stopped, notified.
+    Progress,
+    /// What the user waits for or must act on: an edit served, a failure,
+    /// the launcher stopping.
+    Outcome,
+}
+
+/// One progress line, taken by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: Level,
+    pub text: String,
 }
 
 /// What an embedded user (the Python `Launcher`) can see.
@@ -183,6 +204,8 @@ struct Child {
     ready: bool,
     /// Sent anything on `NOTIFY_SOCKET`: then it is ready only by READY=1.
     notifies: bool,
+    /// The file change it is to serve: when it was first seen, the file.
+    serves_change: Option<(Instant, String)>,
     /// When a stopping child gets SIGKILL.
     kill_at: Option<Instant>,
 }
@@ -192,7 +215,7 @@ pub struct Engine<C: Children, K: Clock> {
     children: C,
     clock: K,
     /// Progress lines, taken by the driver (`take_log`).
-    log: Vec<String>,
+    log: Vec<LogLine>,
     /// For the launcher's own service manager, taken by the driver.
     upstream: Vec<Upstream>,
     /// RELOADING=1 went up and READY=1 has not followed yet.
@@ -210,10 +233,14 @@ pub struct Engine<C: Children, K: Clock> {
     /// stop-start: the pid whose exit starts the next child.
     start_after: Option<u32>,
     waiters: Vec<oneshot::Sender<RestartResult>>,
-    change: Option<(Instant, PathBuf)>,
+    /// A file change waiting out the debounce: when it is due, the file,
+    /// when the first change of the burst was seen.
+    change: Option<(Instant, PathBuf, Instant)>,
     standby: Option<Standby>,
     /// The command's children said they can stand by.
     standby_supported: bool,
+    /// What the serving child said a standby should preload.
+    preload: String,
     auto_restart_at: Option<Instant>,
     backoff: Duration,
     shutting_down: bool,
@@ -241,6 +268,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             change: None,
             standby: None,
             standby_supported: false,
+            preload: String::new(),
             auto_restart_at: None,
             backoff: FIRST_BACKOFF,
             shutting_down: false,
@@ -261,7 +289,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     /// The progress lines since the last call.
-    pub fn take_log(&mut self) -> Vec<String> {
+    pub fn take_log(&mut self) -> Vec<LogLine> {
         std::mem::take(&mut self.log)
     }
 
@@ -289,7 +317,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
         {
             return;
         }
-        match self.children.spawn(&self.fd_store, Start::Standby) {
+        let start = Start::Standby {
+            preload: &self.preload,
+        };
+        match self.children.spawn(&self.fd_store, start) {
             Ok((pid, display)) => {
                 self.say(format!("started standby pid {pid}: {display}"));
                 let child = self.new_child(pid);
@@ -298,7 +329,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
                     waiting: false,
                 });
             }
-            Err(e) => self.say(format!("cannot start a standby: {e}; cold starts instead")),
+            Err(e) => self.tell(format!("cannot start a standby: {e}; cold starts instead")),
         }
     }
 
@@ -310,12 +341,16 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     /// A file change: wake the standby if it waits and is still what a
     /// new child would be, else start a new child as for any restart.
-    fn restart_for_change(&mut self, path: &std::path::Path) {
-        let reason = format!("{} changed", path.display());
+    fn restart_for_change(&mut self, path: &std::path::Path, first_seen: Instant) {
+        let shown = shown_path(path);
+        let reason = format!("{shown} changed");
         let standby = self.standby.take();
         let Some(standby) = standby.filter(|_| self.pending.is_none() && !self.shutting_down)
         else {
             self.begin_restart(&reason);
+            if let Some(pending) = self.pending.as_mut() {
+                pending.serves_change = Some((first_seen, shown));
+            }
             return;
         };
         let pid = standby.child.pid;
@@ -324,15 +359,20 @@ impl<C: Children, K: Clock> Engine<C, K> {
         } else if self.children.environment_changed(pid) {
             self.stop_child(standby.child, "the --env-file changed since it started");
         } else {
-            self.announce_restart(format!("restarting: {reason} (waking standby pid {pid})"));
+            self.say(format!("restarting: {reason} (waking standby pid {pid})"));
+            self.announce_restart();
             self.children.signal(pid, standby::WAKE_SIGNAL);
             let mut child = standby.child;
             // From now on it is a new child: --ready-timeout counts from here.
             child.started = self.clock.now();
+            child.serves_change = Some((first_seen, shown));
             self.pending = Some(child);
             return;
         }
         self.begin_restart(&reason);
+        if let Some(pending) = self.pending.as_mut() {
+            pending.serves_change = Some((first_seen, shown));
+        }
     }
 
     /// A woken standby had read a file that changed: a cold start instead.
@@ -340,14 +380,22 @@ impl<C: Children, K: Clock> Engine<C, K> {
         let Some(child) = self.pending.take_if(|p| p.pid == pid) else {
             return;
         };
+        let serves_change = child.serves_change.clone();
+        self.tell(format!(
+            "{} changed since standby pid {pid} read it: a cold start instead",
+            shown_path(std::path::Path::new(path))
+        ));
         self.stop_child(child, &format!("{path} changed after it was read"));
         self.say("restarting: the standby was stale".to_owned());
         self.start_pending();
+        if let Some(pending) = self.pending.as_mut() {
+            pending.serves_change = serves_change;
+        }
     }
 
     /// A hand-off failed; the old child keeps serving.
     fn handoff_failed(&mut self, why: &str) {
-        self.say(why.to_owned());
+        self.tell(why.to_owned());
         self.record_failure(why);
         self.fail_waiters(why);
         if self.reloading && self.current.as_ref().is_some_and(|c| c.ready) {
@@ -361,7 +409,17 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     fn say(&mut self, message: impl Into<String>) {
-        self.log.push(message.into());
+        self.log.push(LogLine {
+            level: Level::Progress,
+            text: message.into(),
+        });
+    }
+
+    fn tell(&mut self, message: impl Into<String>) {
+        self.log.push(LogLine {
+            level: Level::Outcome,
+            text: message.into(),
+        });
     }
 
     fn publish(&self) {
@@ -385,6 +443,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             ready: false,
             notifies: false,
             kill_at: None,
+            serves_change: None,
         }
     }
 
@@ -433,15 +492,22 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// The restart names the last file changed: an editor that writes a
     /// temporary file and renames it over the real one ends with the real one.
     pub fn on_change(&mut self, path: PathBuf) {
-        let at = self.clock.now() + self.policy.debounce;
-        self.change = Some((at, path));
+        let now = self.clock.now();
+        let first = self.change.as_ref().map_or(now, |c| c.2);
+        self.change = Some((now + self.policy.debounce, path, first));
     }
 
     fn begin_restart(&mut self, reason: &str) {
         if self.shutting_down {
             return;
         }
-        self.announce_restart(format!("restarting: {reason}"));
+        let line = format!("restarting: {reason}");
+        if reason.ends_with(" changed") {
+            self.say(line);
+        } else {
+            self.tell(line);
+        }
+        self.announce_restart();
         // A restart that is not for a file change may be for what a standby
         // already holds (upgraded packages, the environment): start afresh.
         self.stop_standby("a cold restart");
@@ -465,9 +531,8 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     /// A restart begins: the back-off is over, the line is logged, and the
     /// service manager hears RELOADING=1 (once per hand-off).
-    fn announce_restart(&mut self, line: String) {
+    fn announce_restart(&mut self) {
         self.auto_restart_at = None;
-        self.say(line);
         if self.current.is_some() && !self.reloading {
             self.reloading = true;
             self.upstream.push(Upstream::Reloading);
@@ -491,7 +556,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 self.publish();
             }
             Err(e) => {
-                self.say(format!("cannot start the child: {e}"));
+                self.tell(format!("cannot start the child: {e}"));
                 self.fail_waiters(&e.to_string());
                 self.schedule_auto_restart();
             }
@@ -500,7 +565,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     fn schedule_auto_restart(&mut self) {
         self.auto_restart_at = Some(self.clock.now() + self.backoff);
-        self.say(format!("restarting in {:.1}s", self.backoff.as_secs_f64()));
+        self.tell(format!("restarting in {:.1}s", self.backoff.as_secs_f64()));
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
@@ -509,6 +574,13 @@ impl<C: Children, K: Clock> Engine<C, K> {
             let mut new = self.pending.take().expect("checked");
             new.ready = true;
             self.say(format!("pid {pid} is ready ({how})"));
+            if let Some((first_seen, path)) = new.serves_change.take() {
+                let took = self.clock.now().saturating_duration_since(first_seen);
+                self.tell(format!(
+                    "{path} changed -> served by pid {pid} in {} ms",
+                    took.as_millis()
+                ));
+            }
             if let Some(old) = self.current.take() {
                 // The hand-off ends when the old child has exited.
                 let waiters = std::mem::take(&mut self.waiters);
@@ -524,7 +596,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             }
         } else if let Some(current) = self.current.as_mut().filter(|c| c.pid == pid && !c.ready) {
             current.ready = true;
-            self.say(format!("pid {pid} is ready ({how})"));
+            self.tell(format!("pid {pid} is ready ({how})"));
             self.settled(pid);
         } else {
             return;
@@ -589,6 +661,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
             return;
         }
         let starting_pid = self.pending.as_ref().map(|p| p.pid);
+        if let Some(modules) = message.get(standby::PRELOAD_FIELD) {
+            if self.policy.preload && modules.len() <= standby::MAX_PRELOAD_BYTES {
+                modules.clone_into(&mut self.preload);
+            }
+        }
         if let Some(value) = message.get(standby::FIELD) {
             match standby::parse_report(value) {
                 Report::Supported if message.flag("READY") => self.standby_supported = true,
@@ -748,7 +825,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         if self.standby.as_ref().is_some_and(|s| s.child.pid == pid) {
             // The next hand-off starts another one.
             self.standby = None;
-            self.say(format!(
+            self.tell(format!(
                 "standby pid {pid} exited ({}); cold starts until the next one",
                 describe_status(status)
             ));
@@ -777,14 +854,16 @@ impl<C: Children, K: Clock> Engine<C, K> {
             }
             return;
         }
-        if self.pending.as_ref().is_some_and(|p| p.pid == pid) {
-            self.pending = None;
+        if let Some(pending) = self.pending.take_if(|p| p.pid == pid) {
             let old = self
                 .current
                 .as_ref()
                 .map_or("none".into(), |c| c.pid.to_string());
+            let change = pending
+                .serves_change
+                .map_or(String::new(), |(_, path)| format!("{path} changed -> "));
             let why = format!(
-                "the new child pid {pid} exited before it was ready ({}); pid {old} keeps serving",
+                "{change}the new child pid {pid} exited before it was ready ({}); pid {old} keeps serving",
                 describe_status(status)
             );
             self.handoff_failed(&why);
@@ -797,7 +876,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 return;
             }
             let lived = self.clock.now().saturating_duration_since(child.started);
-            self.say(format!(
+            self.tell(format!(
                 "pid {pid} exited by itself ({}) after {:.1}s",
                 describe_status(status),
                 lived.as_secs_f64()
@@ -826,7 +905,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             return;
         }
         self.shutting_down = true;
-        self.say(format!("stopping ({why})"));
+        self.tell(format!("stopping ({why})"));
         self.upstream.push(Upstream::Stopping);
         self.auto_restart_at = None;
         self.change = None;
@@ -862,7 +941,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
         deadlines.extend(self.stopping.values().filter_map(|c| c.kill_at));
         deadlines.extend(self.lingering.values().map(|l| l.look_at.min(l.kill_at)));
-        deadlines.extend(self.change.as_ref().map(|(at, _)| *at));
+        deadlines.extend(self.change.as_ref().map(|(at, _, _)| *at));
         deadlines.extend(self.auto_restart_at);
         deadlines.into_iter().min()
     }
@@ -900,7 +979,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 child.kill_at = None;
             }
             let secs = self.policy.stop_timeout.as_secs_f64();
-            self.say(format!("pid {pid} did not stop within {secs:.1}s: SIGKILL"));
+            self.tell(format!("pid {pid} did not stop within {secs:.1}s: SIGKILL"));
             self.children.signal(pid, libc::SIGKILL);
         }
         if let Some(p) = &self.pending {
@@ -933,11 +1012,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 );
             }
         }
-        if let Some((at, path)) = self.change.take() {
+        if let Some((at, path, first)) = self.change.take() {
             if at <= now {
-                self.restart_for_change(&path);
+                self.restart_for_change(&path, first);
             } else {
-                self.change = Some((at, path));
+                self.change = Some((at, path, first));
             }
         }
         if self.auto_restart_at.is_some_and(|at| at <= now) {
@@ -959,6 +1038,17 @@ impl<C: Children, K: Clock> Engine<C, K> {
     pub fn exit_code(&self) -> i32 {
         self.last_status.map_or(0, exit_code)
     }
+}
+
+/// A changed file as the user knows it: relative to the working directory
+/// when it is under it.
+fn shown_path(path: &std::path::Path) -> String {
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(std::path::Path::to_path_buf));
+    let path = relative.as_deref().unwrap_or(path);
+    let path = path.strip_prefix(".").unwrap_or(path);
+    path.display().to_string()
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use super::children::{uses_standby, RealChildren};
-use super::engine::{Engine, Policy, RestartResult, Start, Status, SystemClock, Upstream};
+use super::engine::{
+    Engine, Level, Policy, RestartResult, Start, Status, SystemClock, Upstream,
+};
 use super::fdstore::FdStore;
 use super::open::{open_all, HeldSocket};
 use super::watch::{watch as watch_files, ChangeFilter};
@@ -79,6 +81,7 @@ impl Launcher {
             watchdog_usec: upstream.as_ref().and_then(|u| u.watchdog_usec),
             subreaper: config.subreaper,
             standby: uses_standby(&config),
+            quiet: config.quiet,
             standby_env: None,
             events: None,
         };
@@ -277,6 +280,8 @@ struct Driver {
     more_notifications: bool,
     handle_signals: bool,
     verbose: bool,
+    /// Print outcomes only (`Config::quiet`).
+    quiet: bool,
 }
 
 impl Driver {
@@ -314,6 +319,7 @@ impl Driver {
             notify_access_all: config.notify_access_all,
             debounce: config.debounce,
             standby: uses_standby(config),
+            preload: config.preload,
         };
         let control = control
             .map(tokio::net::UnixListener::from_std)
@@ -335,13 +341,14 @@ impl Driver {
             more_notifications: false,
             handle_signals: config.handle_signals,
             verbose: config.verbose,
+            quiet: config.quiet,
         })
     }
 
     fn flush_log(&mut self) {
         for line in self.engine.take_log() {
-            if self.verbose {
-                eprintln!("listenfd: {line}");
+            if self.verbose && (!self.quiet || line.level == Level::Outcome) {
+                eprintln!("listenfd: {}", line.text);
             }
         }
         let notices = self.engine.take_upstream();

@@ -29,6 +29,17 @@ pub const STALE: &str = "stale";
 /// gunicorn's supervisors take SIGUSR1/2, SIGWINCH, SIGTTIN/OU), and a
 /// process that does not handle it ignores it.
 pub const WAKE_SIGNAL: i32 = libc::SIGURG;
+/// A serving child tells, just before its READY=1, what a standby should
+/// import before it waits (its format is the child's business: the launcher
+/// only hands the latest value to the next standby, in [`PRELOAD_ENV`]).
+pub const PRELOAD_FIELD: &str = "X_LISTENFD_PRELOAD";
+pub const PRELOAD_ENV: &str = "LISTENFD_PRELOAD";
+/// The most a child may send in [`PRELOAD_FIELD`]: the datagram must fit the
+/// launcher's receive buffer (64 KiB), and the variable one `execve` string.
+pub const MAX_PRELOAD_BYTES: usize = 48 * 1024;
+/// Set (to `1`) for the children of a quiet launcher (`Config::quiet`):
+/// a server's own start-up and shutdown lines are shown only while it serves.
+pub const QUIET_ENV: &str = "LISTENFD_QUIET";
 
 /// What a child said in [`FIELD`].
 #[derive(Debug, PartialEq, Eq)]

@@ -166,13 +166,14 @@ impl Launcher {
     #[pyo3(signature = (
         command, *, sockets = Vec::new(), backlog = None, unix_mode = None,
         defer_accept = None, no_pid = false, watch = Vec::new(), ignore = Vec::new(),
-        debounce = Seconds(Duration::from_millis(DEFAULT_DEBOUNCE_MS)), standby = true,
+        debounce = Seconds(Duration::from_millis(DEFAULT_DEBOUNCE_MS)), standby = true, preload = true,
         restart_mode = RestartMode::Overlap,
         ready_timeout = Seconds(Duration::from_secs(DEFAULT_READY_TIMEOUT_SECS)),
         ready_delay = Seconds(Duration::from_secs(DEFAULT_READY_DELAY_SECS)),
         stop_timeout = Seconds(Duration::from_secs(DEFAULT_STOP_TIMEOUT_SECS)),
         stop_signal = Signal(libc::SIGTERM),
         notify_access = NotifyAccessAll(false), handle_signals = false, verbose = true,
+        quiet = false,
         inherit = false, env_files = Vec::new(), control = false, subreaper = false,
     ))]
     // The keyword arguments of `listenfd run`'s options, flags included.
@@ -189,6 +190,7 @@ impl Launcher {
         ignore: Vec<String>,
         debounce: Seconds,
         standby: bool,
+        preload: bool,
         restart_mode: RestartMode,
         ready_timeout: Seconds,
         ready_delay: Seconds,
@@ -197,6 +199,7 @@ impl Launcher {
         notify_access: NotifyAccessAll,
         handle_signals: bool,
         verbose: bool,
+        quiet: bool,
         inherit: bool,
         env_files: Vec<PathBuf>,
         control: bool,
@@ -222,6 +225,7 @@ impl Launcher {
         config.ignore = ignore;
         config.debounce = debounce.0;
         config.standby = standby;
+        config.preload = preload;
         config.restart_mode = restart_mode;
         config.ready_timeout = ready_timeout.0;
         config.ready_delay = ready_delay.0;
@@ -230,6 +234,7 @@ impl Launcher {
         config.notify_access_all = notify_access.0;
         config.handle_signals = handle_signals;
         config.verbose = verbose;
+        config.quiet = quiet;
         config.env_files = env_files;
         config.control = control;
         config.subreaper = subreaper;

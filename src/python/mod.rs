@@ -106,6 +106,18 @@ mod listenfd_module {
     const STANDBY_STALE: &str = crate::launcher::standby::STALE;
 
     #[pymodule_export]
+    const STANDBY_PRELOAD_FIELD: &str = crate::launcher::standby::PRELOAD_FIELD;
+
+    #[pymodule_export]
+    const STANDBY_PRELOAD_ENV: &str = crate::launcher::standby::PRELOAD_ENV;
+
+    #[pymodule_export]
+    const STANDBY_QUIET_ENV: &str = crate::launcher::standby::QUIET_ENV;
+
+    #[pymodule_export]
+    const STANDBY_MAX_PRELOAD_BYTES: usize = crate::launcher::standby::MAX_PRELOAD_BYTES;
+
+    #[pymodule_export]
     const DEFAULT_READY_TIMEOUT_SECS: u64 = crate::launcher::DEFAULT_READY_TIMEOUT_SECS;
 
     #[pymodule_export]

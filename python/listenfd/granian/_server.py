@@ -29,6 +29,8 @@ from listenfd.granian._worker import WorkerLoaded, guard_forked_workers
 
 # The FDNAME= of the socket --systemd-fdstore stores (unless --systemd-socket-name).
 FDSTORE_NAME = "granian"
+# Granian's own lines, held back by listenfd's quiet dev loop (`_quiet`).
+SERVER_LOGGERS = ("_granian",)
 
 
 class SystemdSocketMixin:
@@ -104,7 +106,7 @@ class SystemdSocketMixin:
         )
         role = standby.take_role()
         if role is not None and is_process_server(self):
-            self._listenfd.use_standby(wait=role == standby.WAIT)
+            self._listenfd.use_standby(wait=role == standby.WAIT, loggers=SERVER_LOGGERS)
         self.on_reload(self._listenfd_on_reload)
         self._listenfd_control = control.serve("Granian", self._listenfd_reload, _granian_logger)
         if watchdog is not None:

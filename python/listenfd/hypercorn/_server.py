@@ -34,6 +34,8 @@ from listenfd._coordinator import Coordinator, Reporter
 from listenfd._serving import Chosen, StderrLog, Unservable, Wanted, choose_socket
 
 _log = StderrLog()
+# Hypercorn's own lines, held back by listenfd's quiet dev loop (`_quiet`).
+SERVER_LOGGERS = ("hypercorn.error",)
 
 
 # Main process only.
@@ -442,7 +444,7 @@ def serve(
     _coordinator = Coordinator("hypercorn", workers, status)
     role = standby.take_role()
     if role is not None and not config.use_reloader:
-        _coordinator.use_standby(wait=role == standby.WAIT)
+        _coordinator.use_standby(wait=role == standby.WAIT, loggers=SERVER_LOGGERS)
     config.listenfd_report = _coordinator.reporter
     control.serve("Hypercorn", _reload, _log)
     import hypercorn.run

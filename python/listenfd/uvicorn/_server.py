@@ -34,6 +34,8 @@ from listenfd._serving import Chosen, Unservable, Wanted, choose_socket
 from listenfd.uvicorn._internals import main_module
 
 _logger = logging.getLogger("uvicorn.error")
+# uvicorn's own lines, held back by listenfd's quiet dev loop (`_quiet`).
+SERVER_LOGGERS = ("uvicorn.error",)
 
 # Seconds between "stop accepting" and "close idle connections" at shutdown.
 DRAIN_ACCEPTED = 0.1
@@ -65,12 +67,13 @@ class SystemdConfig(Config):
         if settings is None or _coordinator is not None:
             return
         self.listenfd_main_pid = os.getpid()
-        _choose(self, settings)
         workers = 1 if self.should_reload else self.workers
         _coordinator = Coordinator("uvicorn", workers, _status_of(self, workers))
         role = standby.take_role()
         if role is not None and not self.should_reload:
-            _coordinator.use_standby(wait=role == standby.WAIT)
+            # First: a standby's own lines are held back from here on.
+            _coordinator.use_standby(wait=role == standby.WAIT, loggers=SERVER_LOGGERS)
+        _choose(self, settings)
         self.listenfd_report = _coordinator.reporter
         control.serve("Uvicorn", lambda: _reload(self), _logger)
 

@@ -20,6 +20,8 @@ struct World {
     fail_spawn: bool,
     /// Children started as standbys.
     standbys: Vec<u32>,
+    /// What each standby was given to preload.
+    preloads: Vec<String>,
     /// What `environment_changed` answers.
     env_changed: bool,
     /// child -> its descendants
@@ -30,7 +32,7 @@ struct World {
 struct FakeChildren(Rc<RefCell<World>>);
 
 impl Children for FakeChildren {
-    fn spawn(&mut self, _store: &FdStore, start: Start) -> Result<(u32, String)> {
+    fn spawn(&mut self, _store: &FdStore, start: Start<'_>) -> Result<(u32, String)> {
         let mut w = self.0.borrow_mut();
         if w.fail_spawn {
             return Err(crate::Error::os(
@@ -41,8 +43,9 @@ impl Children for FakeChildren {
         w.next_pid += 1;
         let pid = 100 + w.next_pid;
         w.spawned.push(pid);
-        if start == Start::Standby {
+        if let Start::Standby { preload } = start {
             w.standbys.push(pid);
+            w.preloads.push(preload.to_owned());
         }
         Ok((pid, "app".into()))
     }
@@ -115,6 +118,7 @@ fn policy(mode: RestartMode) -> Policy {
         notify_access_all: false,
         debounce: Duration::from_millis(100),
         standby: true,
+        preload: true,
     }
 }
 
@@ -795,4 +799,36 @@ fn the_new_childs_orphans_outlive_the_old_child() {
     assert_eq!(h.signals(), [(101, TERM), (500, TERM)]);
     h.engine.on_exit(102, exited(0));
     assert_eq!(h.signals(), [(101, TERM), (500, TERM), (501, TERM)]);
+}
+
+#[test]
+fn the_serving_childs_preload_goes_to_the_next_standby_only() {
+    let mut h = started(RestartMode::Overlap);
+    let preload = |pid, value: &str| message(pid, &[(standby::PRELOAD_FIELD, value)]);
+    h.engine.on_notification(preload(101, "fastapi pydantic"));
+    h.engine.on_notification(supported_ready(101));
+    h.engine.on_notification(waiting(102));
+    // What a standby says is not what the serving child imported.
+    h.engine.on_notification(preload(102, "from-the-standby"));
+    change(&mut h);
+    h.engine.on_notification(preload(102, "fastapi pydantic django"));
+    h.engine.on_notification(supported_ready(102));
+    h.engine.on_exit(101, killed(TERM));
+    h.engine.on_notification(waiting(103));
+    let too_big = "m ".repeat(standby::MAX_PRELOAD_BYTES);
+    change(&mut h);
+    h.engine.on_notification(preload(103, &too_big));
+    h.engine.on_notification(supported_ready(103));
+    h.engine.on_exit(102, killed(TERM));
+    let preloads = h.world.borrow().preloads.clone();
+    assert_eq!(
+        preloads,
+        [
+            "fastapi pydantic",
+            "fastapi pydantic django",
+            "fastapi pydantic django"
+        ],
+        "{}",
+        h.log()
+    );
 }
