@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import os
 import select
 import shutil
@@ -128,7 +129,9 @@ def main() -> None:
                 counts.append(len(times))
                 spans.append((times[-1] - times[0]) * 1000 if times else 0.0)
                 gaps.append(
-                    max((b - a) * 1000 for a, b in zip(times, times[1:])) if len(times) > 1 else 0.0
+                    max((b - a) * 1000 for a, b in itertools.pairwise(times))
+                    if len(times) > 1
+                    else 0.0
                 )
             print(f"| {name} | {max(counts)} | {max(spans):.1f} | {max(gaps):.1f} |")
 

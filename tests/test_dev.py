@@ -167,7 +167,7 @@ def test_listenfd_dev_serves_every_edit_refusing_nothing(server: str, tmp_path: 
     (tmp_path / "static").mkdir()
     port = free_port()
     target = ("127.0.0.1", port)
-    proc = start_server([LISTENFD, "dev", *dev_argv(server, port, tmp_path)], cwd=tmp_path)
+    proc = start_server([LISTENFD, "dev", "-v", *dev_argv(server, port, tmp_path)], cwd=tmp_path)
     try:
         first = pid_of(wait_http(target, proc))
         (only,) = listeners(port=port)  # the launcher's: the server bound nothing

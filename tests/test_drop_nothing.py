@@ -78,7 +78,7 @@ def test_watch_edits_drop_nothing(tmp_path: Path) -> None:
     app = tmp_path / "hello.py"
     shutil.copy(APPS / "hello.py", app)
     port = free_port()
-    proc = launcher(port, "--watch", str(tmp_path), cwd=tmp_path)
+    proc = launcher(port, "--watch", str(tmp_path), "-v", cwd=tmp_path)
     lines: list[str] = []
     assert proc.stderr is not None
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)

@@ -73,8 +73,6 @@ pub(super) struct RealChildren {
     pub(super) subreaper: bool,
     /// Children are told about the standby protocol (`LISTENFD_STANDBY`).
     pub(super) standby: bool,
-    /// Children that stand by are told the launcher is quiet (`QUIET_ENV`).
-    pub(super) quiet: bool,
     /// The `--env-file` variables the latest standby got, and its pid.
     pub(super) standby_env: Option<(u32, EnvVars)>,
     /// Where exits are reported (set once the event loop runs).
@@ -127,12 +125,7 @@ impl RealChildren {
             env.retain(|(k, _)| k.as_os_str() != key.as_str());
             env.push((key.into(), value.into()));
         }
-        env.retain(|(k, _)| {
-            k != standby::ENV && k != standby::PRELOAD_ENV && k != standby::QUIET_ENV
-        });
-        if self.standby && self.quiet {
-            env.push((standby::QUIET_ENV.into(), "1".into()));
-        }
+        env.retain(|(k, _)| k != standby::ENV && k != standby::PRELOAD_ENV);
         if self.standby {
             let value = match start {
                 Start::Cold => standby::OFFER,

@@ -109,7 +109,7 @@ pub struct Policy {
 
 /// How much a progress line matters: `listenfd run --watch` without `-v`
 /// prints outcomes only (`Config::quiet`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// A step on the way: started, signalled, stopped, notified.
     Progress,
@@ -661,11 +661,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             return;
         }
         let starting_pid = self.pending.as_ref().map(|p| p.pid);
-        if let Some(modules) = message.get(standby::PRELOAD_FIELD) {
-            if self.policy.preload && modules.len() <= standby::MAX_PRELOAD_BYTES {
-                modules.clone_into(&mut self.preload);
-            }
-        }
+        self.remember_preload(&message);
         if let Some(value) = message.get(standby::FIELD) {
             match standby::parse_report(value) {
                 Report::Supported if message.flag("READY") => self.standby_supported = true,
@@ -740,6 +736,15 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     /// A notification from the standby, before it is woken: it only says it
     /// waits (its STATUS= is logged, nothing goes up).
+    /// What the serving (or starting) child says the next standby should preload.
+    fn remember_preload(&mut self, message: &Notification) {
+        if let Some(modules) = message.get(standby::PRELOAD_FIELD) {
+            if self.policy.preload && modules.len() <= standby::MAX_PRELOAD_BYTES {
+                modules.clone_into(&mut self.preload);
+            }
+        }
+    }
+
     fn standby_notification(&mut self, pid: u32, message: &Notification) {
         if let Some(status) = message.get("STATUS") {
             self.say(format!("[standby pid {pid}] {status}"));
@@ -1043,9 +1048,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
 /// A changed file as the user knows it: relative to the working directory
 /// when it is under it.
 fn shown_path(path: &std::path::Path) -> String {
-    let relative = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(std::path::Path::to_path_buf));
+    let relative = std::env::current_dir().ok().and_then(|cwd| {
+        path.strip_prefix(cwd)
+            .ok()
+            .map(std::path::Path::to_path_buf)
+    });
     let path = relative.as_deref().unwrap_or(path);
     let path = path.strip_prefix(".").unwrap_or(path);
     path.display().to_string()

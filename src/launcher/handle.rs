@@ -21,11 +21,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use super::children::{uses_standby, RealChildren};
-use super::engine::{
-    Engine, Level, Policy, RestartResult, Start, Status, SystemClock, Upstream,
-};
+use super::engine::{Engine, Level, Policy, RestartResult, Start, Status, SystemClock, Upstream};
 use super::fdstore::FdStore;
 use super::open::{open_all, HeldSocket};
+use super::standby;
 use super::watch::{watch as watch_files, ChangeFilter};
 use super::Config;
 use crate::control::{self, Reply};
@@ -66,10 +65,7 @@ impl Launcher {
         let receiver =
             NotifyReceiver::bind().map_err(|e| Error::os("binding the notify socket", e))?;
         let upstream = upstream_from_env()?;
-        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(k, _)| k != "NOTIFY_SOCKET")
-            .collect();
-        env.push(("NOTIFY_SOCKET".into(), receiver.address.clone().into()));
+        let env = child_environment(&config, &receiver.address);
         let control = config.control.then(bind_control).transpose()?;
         let children = RealChildren {
             command: config.command.clone(),
@@ -81,7 +77,6 @@ impl Launcher {
             watchdog_usec: upstream.as_ref().and_then(|u| u.watchdog_usec),
             subreaper: config.subreaper,
             standby: uses_standby(&config),
-            quiet: config.quiet,
             standby_env: None,
             events: None,
         };
@@ -262,6 +257,19 @@ fn upstream_from_env() -> Result<Option<UpstreamEnv>> {
     }))
 }
 
+/// The children's environment: this process's, with the launcher's own
+/// `NOTIFY_SOCKET`, and `LISTENFD_QUIET` when it is quiet and uses standbys.
+fn child_environment(config: &Config, notify_socket: &str) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != standby::QUIET_ENV)
+        .collect();
+    env.push(("NOTIFY_SOCKET".into(), notify_socket.into()));
+    if config.quiet && uses_standby(config) {
+        env.push((standby::QUIET_ENV.into(), "1".into()));
+    }
+    env
+}
+
 /// The event loop around the engine: requests, exits, file changes,
 /// notifications, signals and deadlines, one at a time.
 struct Driver {
@@ -279,9 +287,8 @@ struct Driver {
     /// A batch of notifications was cut short: read on at the next turn.
     more_notifications: bool,
     handle_signals: bool,
-    verbose: bool,
-    /// Print outcomes only (`Config::quiet`).
-    quiet: bool,
+    /// The least a progress line must matter to be printed; None: none is.
+    shown: Option<Level>,
 }
 
 impl Driver {
@@ -340,14 +347,17 @@ impl Driver {
             control,
             more_notifications: false,
             handle_signals: config.handle_signals,
-            verbose: config.verbose,
-            quiet: config.quiet,
+            shown: match (config.verbose, config.quiet) {
+                (false, _) => None,
+                (true, false) => Some(Level::Progress),
+                (true, true) => Some(Level::Outcome),
+            },
         })
     }
 
     fn flush_log(&mut self) {
         for line in self.engine.take_log() {
-            if self.verbose && (!self.quiet || line.level == Level::Outcome) {
+            if self.shown.is_some_and(|least| line.level >= least) {
                 eprintln!("listenfd: {}", line.text);
             }
         }
@@ -359,7 +369,7 @@ impl Driver {
             let (message, fds) = upstream_message(notice);
             let borrowed: Vec<_> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
             if let Err(e) = crate::notify::send(address, &message, &borrowed) {
-                if self.verbose {
+                if self.shown.is_some() {
                     eprintln!("listenfd: telling the service manager {message:?}: {e}");
                 }
             }
@@ -383,7 +393,7 @@ impl Driver {
                 Ok(Some(message)) => self.engine.on_notification(message),
                 Ok(None) => return true,
                 Err(e) => {
-                    if self.verbose {
+                    if self.shown.is_some() {
                         eprintln!("listenfd: notify socket: {e}");
                     }
                     return true;
@@ -429,7 +439,7 @@ impl Driver {
                         self.more_notifications = !self.drain_notifications();
                     }
                     Err(e) => {
-                        if self.verbose {
+                        if self.shown.is_some() {
                             eprintln!("listenfd: notify socket: {e}");
                         }
                     }
@@ -440,7 +450,7 @@ impl Driver {
                 accepted = next_control(self.control.as_ref()) => match accepted {
                     Ok(stream) => self.serve_control(stream),
                     Err(e) => {
-                        if self.verbose {
+                        if self.shown.is_some() {
                             eprintln!("listenfd: control socket: {e}");
                         }
                     }
@@ -455,7 +465,7 @@ impl Driver {
         }
         self.flush_log();
         let code = self.engine.exit_code();
-        if self.verbose {
+        if self.shown.is_some() {
             eprintln!("listenfd: exiting with status {code}");
         }
         self.status.send_modify(|s| {

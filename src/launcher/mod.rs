@@ -61,7 +61,7 @@ impl RestartMode {
 }
 
 /// Quiet time after a change before restarting. Measured by
-/// `bench/save_bursts.py`: within one save (vim, a write in place, JetBrains'
+/// `bench/save_bursts.py`: within one save (vim, a write in place, `JetBrains`'
 /// safe write, `sed -i`) events come at most 1 ms apart, within a `git
 /// checkout` of 200 files at most 5 ms apart. (watchfiles, behind `granian
 /// --reload` and `uvicorn --reload`, waits 50 ms.)

@@ -174,7 +174,12 @@ impl Harness {
         self.status.borrow().clone()
     }
     fn log(&mut self) -> String {
-        self.engine.take_log().join("\n")
+        self.engine
+            .take_log()
+            .into_iter()
+            .map(|line| line.text)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -811,7 +816,8 @@ fn the_serving_childs_preload_goes_to_the_next_standby_only() {
     // What a standby says is not what the serving child imported.
     h.engine.on_notification(preload(102, "from-the-standby"));
     change(&mut h);
-    h.engine.on_notification(preload(102, "fastapi pydantic django"));
+    h.engine
+        .on_notification(preload(102, "fastapi pydantic django"));
     h.engine.on_notification(supported_ready(102));
     h.engine.on_exit(101, killed(TERM));
     h.engine.on_notification(waiting(103));
