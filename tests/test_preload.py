@@ -226,3 +226,19 @@ def test_quiet_is_taken_out_of_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert quiet.take_quiet()
     assert quiet.ENV not in os.environ
     assert not quiet.take_quiet()
+
+
+def test_a_serving_process_says_when_it_imported_more_installed_code() -> None:
+    modules = {"fastapi": module("fastapi", "/venv/site-packages/fastapi/__init__.py")}
+    sent: list[str] = []
+    check = preload.watch_imports(sent.append, {"A": "1"}, modules, interval=None, dirs=LIB)
+    assert not check(), "nothing new"
+    modules["app.views"] = module("app.views", "/home/me/app/views.py")
+    assert not check(), "the app's own modules are not for a standby"
+    modules["anyio._backends._asyncio"] = module("a", "/venv/site-packages/anyio/_asyncio.py")
+    assert check()
+    assert preload.parse(sent[-1]) == preload.Plan(
+        ("fastapi", "anyio._backends._asyncio"), {"A": "1"}
+    )
+    assert not check(), "said once"
+    assert len(sent) == 1

@@ -45,6 +45,8 @@ READY = "ready"
 FAILED = "failed"
 WAITING = standby.WAITING
 STALE = standby.STALE
+# A serving worker imported more installed code since its READY: a new plan.
+PRELOAD = "preload"
 
 
 class ReloadFailed(Exception):
@@ -172,6 +174,7 @@ class Reporter:
             return
         changes = preload.environ_changes(before, os.environ)
         self._send(READY, preload.describe(sys.modules, changes, preload.library_dirs()))
+        preload.watch_imports(lambda plan: self._send(PRELOAD, plan), changes)
 
     def failed(self, cause: str) -> None:
         """This worker cannot serve (loading the app raised): `cause`."""
@@ -336,6 +339,14 @@ class Coordinator:
             self.standing_by.add(pid)
             if len(self.standing_by) == self.workers:
                 standby.say_waiting()
+            return
+        if kind == PRELOAD:
+            with self.lock:
+                if generation != self._current.number or not detail:
+                    return
+                self.preload_description = detail[0]
+            if self.standby_supported:
+                self.send(f"{preload.FIELD}={detail[0]}")
             return
         if kind == STALE:
             standby.say_stale(detail[0] if detail else "a file it had read")

@@ -35,6 +35,7 @@ import os
 import site
 import sys
 import sysconfig
+import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -45,6 +46,7 @@ from listenfd._listenfd import (
     STANDBY_PRELOAD_ENV,
     STANDBY_PRELOAD_FIELD,
 )
+from listenfd._serving import start_helper_thread
 
 ENV = STANDBY_PRELOAD_ENV
 FIELD = STANDBY_PRELOAD_FIELD
@@ -134,6 +136,46 @@ def describe(
         if len(text.encode()) <= limit or not names:
             return text
         names = names[: len(names) * 3 // 4]
+
+
+def installed_names(modules: Mapping[str, ModuleType | None], dirs: tuple[str, ...]) -> set[str]:
+    return {n for n, m in list(modules.items()) if is_installed(m, dirs)}
+
+
+def watch_imports(
+    send: Callable[[str], object],
+    environ: EnvironChanges,
+    modules: Mapping[str, ModuleType | None] = sys.modules,
+    interval: float | None = 0.5,
+    dirs: tuple[str, ...] | None = None,
+) -> Callable[[], bool]:
+    """In a serving process: `send` a new plan whenever it has imported
+    more installed code (frameworks import some of theirs on the first
+    request: anyio's asyncio backend, say), so that the launcher can start a
+    warmer standby. Returns the check, which a thread calls every
+    `interval` s (None: no thread; tests call it): True when it sent."""
+    dirs = library_dirs() if dirs is None else dirs
+    state = {"count": len(modules), "names": installed_names(modules, dirs)}
+
+    def check() -> bool:
+        if len(modules) == state["count"]:
+            return False
+        state["count"] = len(modules)
+        names = installed_names(modules, dirs)
+        if names <= state["names"]:
+            return False
+        state["names"] = names
+        send(describe(modules, environ, dirs))
+        return True
+
+    def loop(interval: float) -> None:
+        while True:
+            time.sleep(interval)
+            check()
+
+    if interval is not None:
+        start_helper_thread(lambda: loop(interval), "listenfd-imports")
+    return check
 
 
 def parse(text: str | None) -> Plan | None:

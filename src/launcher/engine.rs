@@ -661,7 +661,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             return;
         }
         let starting_pid = self.pending.as_ref().map(|p| p.pid);
-        self.remember_preload(&message);
+        self.remember_preload(child_pid, &message);
         if let Some(value) = message.get(standby::FIELD) {
             match standby::parse_report(value) {
                 Report::Supported if message.flag("READY") => self.standby_supported = true,
@@ -736,12 +736,27 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     /// A notification from the standby, before it is woken: it only says it
     /// waits (its STATUS= is logged, nothing goes up).
-    /// What the serving (or starting) child says the next standby should preload.
-    fn remember_preload(&mut self, message: &Notification) {
-        if let Some(modules) = message.get(standby::PRELOAD_FIELD) {
-            if self.policy.preload && modules.len() <= standby::MAX_PRELOAD_BYTES {
-                modules.clone_into(&mut self.preload);
-            }
+    /// What the serving (or starting) child says the next standby should
+    /// preload. Said again while it serves (it imported more on its first
+    /// requests), a standby started with less is replaced by a warmer one.
+    fn remember_preload(&mut self, child_pid: u32, message: &Notification) {
+        let Some(modules) = message.get(standby::PRELOAD_FIELD) else {
+            return;
+        };
+        if !self.policy.preload || modules.len() > standby::MAX_PRELOAD_BYTES {
+            return;
+        }
+        if modules == self.preload {
+            return;
+        }
+        modules.clone_into(&mut self.preload);
+        let serving = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.pid == child_pid && c.ready);
+        if serving && self.pending.is_none() && self.standby.is_some() {
+            self.stop_standby("the serving child imported more: a warmer standby replaces it");
+            self.start_standby();
         }
     }
 

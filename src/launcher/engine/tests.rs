@@ -838,3 +838,23 @@ fn the_serving_childs_preload_goes_to_the_next_standby_only() {
         h.log()
     );
 }
+
+#[test]
+fn a_serving_child_that_imported_more_gets_a_warmer_standby() {
+    let mut h = started(RestartMode::Overlap);
+    let preload = |pid, value: &str| message(pid, &[(standby::PRELOAD_FIELD, value)]);
+    h.engine.on_notification(preload(101, "fastapi"));
+    h.engine.on_notification(supported_ready(101));
+    h.engine.on_notification(waiting(102));
+    h.engine.on_notification(preload(101, "fastapi"));
+    assert_eq!(h.world.borrow().standbys, [102], "the same: kept");
+    h.engine
+        .on_notification(preload(101, "fastapi anyio._backends._asyncio"));
+    assert_eq!(h.signals(), [(102, TERM)], "{}", h.log());
+    let (standbys, preloads) = {
+        let w = h.world.borrow();
+        (w.standbys.clone(), w.preloads.clone())
+    };
+    assert_eq!(standbys, [102, 103]);
+    assert_eq!(preloads, ["fastapi", "fastapi anyio._backends._asyncio"]);
+}
