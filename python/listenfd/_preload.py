@@ -155,16 +155,18 @@ def watch_imports(
     warmer standby. Returns the check, which a thread calls every
     `interval` s (None: no thread; tests call it): True when it sent."""
     dirs = library_dirs() if dirs is None else dirs
-    state = {"count": len(modules), "names": installed_names(modules, dirs)}
+    count = len(modules)
+    known = installed_names(modules, dirs)
 
     def check() -> bool:
-        if len(modules) == state["count"]:
+        nonlocal count, known
+        if len(modules) == count:
             return False
-        state["count"] = len(modules)
+        count = len(modules)
         names = installed_names(modules, dirs)
-        if names <= state["names"]:
+        if names <= known:
             return False
-        state["names"] = names
+        known = names
         send(describe(modules, environ, dirs))
         return True
 
