@@ -4,7 +4,7 @@
 
 the figures of the README's "Numbers" section, with the arguments used there
 (--quick: fewer rounds, for a look rather than for the README). Runs about
-25 minutes on 2 cpus; the restart bench's systemd scenarios need root and
+40 minutes on 2 cpus; the restart bench's systemd scenarios need root and
 systemd-nspawn and are skipped, with the reason, otherwise."""
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ BENCHES = [
     ("startup_hook.py", ["--forms"], ["--forms"]),
     ("throughput.py", ["--rounds", "7"], ["--rounds", "2", "--seconds", "2"]),
     ("restart.py", ["--restarts", "20"], ["--restarts", "3"]),
-    ("devloop.py", ["--edits", "10"], ["--edits", "3"]),
+    ("devloop.py", ["--edits", "10"], ["--edits", "3", "--apps", "hello,shop"]),
+    ("save_bursts.py", ["--repeat", "5"], ["--repeat", "2"]),
     ("broken_reload.py", ["--reloads", "5"], ["--reloads", "2"]),
 ]
 

@@ -9,7 +9,8 @@ Apps: `hello`, one ASGI function that imports nothing; `shop`
 ASGI app). Each edit rewrites a module that is not the entry point (the
 shop's items router, the blog's views) with the next `REVISION`, as an
 editor saves (a new file renamed over the old); then one client asks every
-2 ms, on a new connection each time, until the new revision answers.
+2 ms, on a new connection each time, until the new revision answers; the next
+edit comes 3 s later.
 
 Per app and server, in one run: the server's own reloader (`granian
 --reload`, `uvicorn --reload`), `listenfd run --watch --no-standby` (a cold
@@ -216,6 +217,9 @@ def scenario(
                         ready.append((at - t0) * 1000)
                         seen.append(ready[-1] - int(match.group(1)))
                 lines.append(count)
+                # As a developer looks at the result: the first requests to
+                # the new code, and the standby that follows them.
+                time.sleep(1.5)
         finally:
             proc.terminate()
             proc.wait(timeout=60)

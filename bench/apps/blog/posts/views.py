@@ -20,7 +20,7 @@ def hello(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def revision(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(f"revision {REVISION}", content_type="text/plain")
+    return HttpResponse(f"revision {REVISION} pid {os.getpid()}", content_type="text/plain")
 
 
 def detail(request: HttpRequest, slug: str) -> JsonResponse:
