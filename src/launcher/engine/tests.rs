@@ -5,6 +5,8 @@ use std::rc::Rc;
 
 use super::*;
 use crate::launcher::signals::{exited, killed};
+use crate::launcher::standby;
+use crate::notify::Notification;
 
 #[derive(Default)]
 struct World {

@@ -1,0 +1,61 @@
+//! What an exited child leaves behind: processes in its group, orphans
+//! reparented to the launcher; stopped, then killed.
+
+use super::{Children, Clock, Engine, Leftover, Lingering, GROUP_POLL};
+
+impl<C: Children, K: Clock> Engine<C, K> {
+    /// A child is gone: stop what it left behind, in its process group or
+    /// orphaned.
+    pub(super) fn clean_up_after(&mut self, pgid: u32) {
+        let mut leftovers = Vec::new();
+        if self.children.group_alive(pgid) {
+            leftovers.push(Leftover::Group(pgid));
+        }
+        let known: Vec<u32> = self
+            .running()
+            .map(|c| c.pid)
+            .chain(self.stopping.keys().copied())
+            .filter(|&pid| pid != pgid)
+            .collect();
+        for orphan in self.children.orphans(&known) {
+            leftovers.push(Leftover::Orphan(orphan));
+        }
+        let now = self.clock.now();
+        let secs = self.policy.stop_timeout.as_secs_f64();
+        for leftover in leftovers {
+            if self.lingering.contains_key(&leftover) {
+                continue;
+            }
+            self.say(match leftover {
+                Leftover::Group(g) => {
+                    format!("pid {g} left processes in its group: stopping them (SIGKILL in {secs:.1}s)")
+                }
+                Leftover::Orphan(p) => {
+                    format!("orphan pid {p} (a child's child): stopping it (SIGKILL in {secs:.1}s)")
+                }
+            });
+            self.signal_leftover(leftover, self.policy.stop_signal);
+            self.lingering.insert(
+                leftover,
+                Lingering {
+                    kill_at: now + self.policy.stop_timeout,
+                    look_at: now + GROUP_POLL,
+                },
+            );
+        }
+    }
+
+    pub(super) fn signal_leftover(&mut self, leftover: Leftover, signal: i32) {
+        match leftover {
+            Leftover::Group(g) => self.children.signal_group(g, signal),
+            Leftover::Orphan(p) => self.children.signal(p, signal),
+        }
+    }
+
+    pub(super) fn leftover_alive(&mut self, leftover: Leftover) -> bool {
+        match leftover {
+            Leftover::Group(g) => self.children.group_alive(g),
+            Leftover::Orphan(p) => self.children.alive(p),
+        }
+    }
+}
