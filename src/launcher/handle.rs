@@ -1,8 +1,7 @@
-//! The running launcher: its thread, the event loop that feeds the engine,
-//! and the real children the engine drives. When the launcher itself runs
-//! under a service manager (`NOTIFY_SOCKET`), what the engine says upstream
-//! goes there; with `control`, `listenfd reload PID` requests come in on the
-//! control socket.
+//! The running launcher's handle: opening the sockets, the children's
+//! environment, the control socket and the upstream service manager, the
+//! thread that runs the event loop (`driver.rs`), and what the embedding
+//! code asks of it (status, restart, stop, wait).
 //!
 //! Children are forked from that one thread, and it lives as long as the
 //! launcher: `PR_SET_PDEATHSIG` fires when the *thread* that forked a child
@@ -10,31 +9,24 @@
 //! child for nothing.
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::sleep_until;
 
 use super::children::{uses_standby, RealChildren};
-use super::engine::{Engine, Level, Policy, RestartResult, Start, Status, SystemClock, Upstream};
+use super::driver::Driver;
+use super::engine::{RestartResult, Start, Status};
 use super::fdstore::FdStore;
 use super::open::{open_all, HeldSocket};
 use super::standby;
-use super::watch::{watch as watch_files, ChangeFilter};
+use super::watch::ChangeFilter;
 use super::Config;
-use crate::control::{self, Reply};
+use crate::control::{self};
 use crate::error::{Error, Result};
 use crate::notify::{NotifyAddress, NotifyReceiver};
 
-/// Most notifications handled in one turn of the event loop.
-const NOTIFY_BATCH: usize = 64;
-
-enum Request {
+pub(super) enum Request {
     Restart(oneshot::Sender<RestartResult>),
     Stop,
 }
@@ -131,9 +123,7 @@ impl Launcher {
                             return 1;
                         }
                     };
-                    let first = driver.engine.start();
-                    driver.flush_log();
-                    if let Err(e) = first {
+                    if let Err(e) = driver.start_first_child() {
                         let _ = started_tx.send(Err(e));
                         return 1;
                     }
@@ -268,287 +258,4 @@ fn child_environment(config: &Config, notify_socket: &str) -> Vec<(OsString, OsS
         env.push((standby::QUIET_ENV.into(), "1".into()));
     }
     env
-}
-
-/// The event loop around the engine: requests, exits, file changes,
-/// notifications, signals and deadlines, one at a time.
-struct Driver {
-    engine: Engine<RealChildren, SystemClock>,
-    receiver: AsyncFd<NotifyReceiver>,
-    _watcher: Option<notify::RecommendedWatcher>,
-    /// A sender for control connections to put their restart requests in.
-    request_tx: mpsc::UnboundedSender<Request>,
-    requests: mpsc::UnboundedReceiver<Request>,
-    events: mpsc::UnboundedReceiver<Event>,
-    status: watch::Sender<Status>,
-    /// The launcher's own service manager.
-    upstream: Option<NotifyAddress>,
-    control: Option<tokio::net::UnixListener>,
-    /// A batch of notifications was cut short: read on at the next turn.
-    more_notifications: bool,
-    handle_signals: bool,
-    /// The least a progress line must matter to be printed; None: none is.
-    shown: Option<Level>,
-}
-
-impl Driver {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        config: &Config,
-        mut children: RealChildren,
-        receiver: NotifyReceiver,
-        filter: Option<ChangeFilter>,
-        (request_tx, requests): (
-            mpsc::UnboundedSender<Request>,
-            mpsc::UnboundedReceiver<Request>,
-        ),
-        status: watch::Sender<Status>,
-        upstream: Option<NotifyAddress>,
-        control: Option<std::os::unix::net::UnixListener>,
-    ) -> Result<Self> {
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let watcher = match filter {
-            Some(filter) => {
-                let tx = events_tx.clone();
-                Some(watch_files(&config.watch, filter, move |path| {
-                    let _ = tx.send(Event::Changed(path));
-                })?)
-            }
-            None => None,
-        };
-        children.events = Some(events_tx);
-        let policy = Policy {
-            restart_mode: config.restart_mode,
-            ready_timeout: config.ready_timeout,
-            ready_delay: config.ready_delay,
-            stop_timeout: config.stop_timeout,
-            stop_signal: config.stop_signal,
-            notify_access_all: config.notify_access_all,
-            debounce: config.debounce,
-            standby: uses_standby(config),
-            preload: config.preload,
-        };
-        let control = control
-            .map(tokio::net::UnixListener::from_std)
-            .transpose()
-            .map_err(|e| Error::os("the control socket", e))?;
-        Ok(Driver {
-            engine: Engine::new(policy, children, SystemClock, status.clone()),
-            // SAFETY: the receiver owns its fd for as long as the AsyncFd
-            // owns the receiver, and as_raw_fd always returns that fd.
-            receiver: unsafe { AsyncFd::register(receiver) }
-                .map_err(|e| Error::os("registering the notify socket", e.into()))?,
-            _watcher: watcher,
-            request_tx,
-            requests,
-            events,
-            status,
-            upstream,
-            control,
-            more_notifications: false,
-            handle_signals: config.handle_signals,
-            shown: match (config.verbose, config.quiet) {
-                (false, _) => None,
-                (true, false) => Some(Level::Progress),
-                (true, true) => Some(Level::Outcome),
-            },
-        })
-    }
-
-    fn flush_log(&mut self) {
-        for line in self.engine.take_log() {
-            if self.shown.is_some_and(|least| line.level >= least) {
-                eprintln!("listenfd: {}", line.text);
-            }
-        }
-        let notices = self.engine.take_upstream();
-        let Some(address) = &self.upstream else {
-            return;
-        };
-        for notice in notices {
-            let (message, fds) = upstream_message(notice);
-            let borrowed: Vec<_> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
-            if let Err(e) = crate::notify::send(address, &message, &borrowed) {
-                if self.shown.is_some() {
-                    eprintln!("listenfd: telling the service manager {message:?}: {e}");
-                }
-            }
-        }
-    }
-
-    /// One `listenfd reload` connection: check who asks, restart, answer
-    /// when the hand-off has ended.
-    fn serve_control(&self, stream: tokio::net::UnixStream) {
-        let requests = self.request_tx.clone();
-        tokio::spawn(async move {
-            let _ = answer_control(stream, requests).await;
-        });
-    }
-
-    /// Handle waiting notifications, at most a batch of them, so that a
-    /// flood never starves exits, requests and deadlines; true once none waits.
-    fn drain_notifications(&mut self) -> bool {
-        for _ in 0..NOTIFY_BATCH {
-            match self.receiver.get_ref().try_recv() {
-                Ok(Some(message)) => self.engine.on_notification(message),
-                Ok(None) => return true,
-                Err(e) => {
-                    if self.shown.is_some() {
-                        eprintln!("listenfd: notify socket: {e}");
-                    }
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
-    async fn run(&mut self) -> i32 {
-        let listen = |kind: SignalKind| {
-            if self.handle_signals {
-                signal(kind).ok()
-            } else {
-                None
-            }
-        };
-        let (mut hup, mut int, mut term) = (
-            listen(SignalKind::hangup()),
-            listen(SignalKind::interrupt()),
-            listen(SignalKind::terminate()),
-        );
-        while !self.engine.finished() {
-            let deadline = self.engine.next_deadline();
-            tokio::select! {
-                request = self.requests.recv() => match request {
-                    Some(Request::Restart(tx)) => self.engine.request_restart(tx),
-                    Some(Request::Stop) | None => self.engine.begin_shutdown("requested"),
-                },
-                event = self.events.recv() => match event {
-                    Some(Event::Exited { pid, status }) => self.engine.on_exit(pid, status),
-                    Some(Event::Changed(path)) => self.engine.on_change(path),
-                    None => {}
-                },
-                ready = self.receiver.readable() => match ready {
-                    Ok(guard) => {
-                        // Readiness is cleared before reading, so a datagram
-                        // that arrives meanwhile wakes the loop again; a batch
-                        // cut short marks it ready again for the next turn.
-                        let mut guard = guard;
-                        guard.clear_ready();
-                        drop(guard);
-                        self.more_notifications = !self.drain_notifications();
-                    }
-                    Err(e) => {
-                        if self.shown.is_some() {
-                            eprintln!("listenfd: notify socket: {e}");
-                        }
-                    }
-                },
-                () = std::future::ready(()), if self.more_notifications => {
-                    self.more_notifications = !self.drain_notifications();
-                }
-                accepted = next_control(self.control.as_ref()) => match accepted {
-                    Ok(stream) => self.serve_control(stream),
-                    Err(e) => {
-                        if self.shown.is_some() {
-                            eprintln!("listenfd: control socket: {e}");
-                        }
-                    }
-                },
-                () = next_signal(&mut hup) => self.engine.on_hangup(),
-                () = next_signal(&mut int) => self.engine.begin_shutdown("SIGINT"),
-                () = next_signal(&mut term) => self.engine.begin_shutdown("SIGTERM"),
-                () = sleep_until(deadline.unwrap_or_else(far_future).into()),
-                    if deadline.is_some() => self.engine.on_deadline(),
-            }
-            self.flush_log();
-        }
-        self.flush_log();
-        let code = self.engine.exit_code();
-        if self.shown.is_some() {
-            eprintln!("listenfd: exiting with status {code}");
-        }
-        self.status.send_modify(|s| {
-            s.pid = None;
-            s.ready = false;
-            s.exit_code = Some(code);
-        });
-        code
-    }
-}
-
-/// The next connection on the control socket; never, without one.
-async fn next_control(
-    listener: Option<&tokio::net::UnixListener>,
-) -> std::io::Result<tokio::net::UnixStream> {
-    match listener {
-        Some(l) => l.accept().await.map(|(stream, _)| stream),
-        None => std::future::pending().await,
-    }
-}
-
-async fn answer_control(
-    stream: tokio::net::UnixStream,
-    requests: mpsc::UnboundedSender<Request>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    let (read, mut write) = stream.into_split();
-    let peer = control::peer(std::os::fd::AsFd::as_fd(write.as_ref()))?;
-    // Read the request before answering anything, a refusal included: a
-    // client still writing to a closed connection would see only EPIPE.
-    let mut line = String::new();
-    let mut reader = BufReader::new(read);
-    let request = reader.read_line(&mut line);
-    if tokio::time::timeout(Duration::from_secs(control::REQUEST_TIMEOUT_SECS), request)
-        .await
-        .is_err()
-    {
-        return Ok(());
-    }
-    // SAFETY: geteuid has no preconditions.
-    let own_uid = unsafe { libc::geteuid() };
-    let reply = if let Some(refusal) = control::refusal(&line, peer.uid, own_uid, "launcher") {
-        refusal
-    } else {
-        let (tx, rx) = oneshot::channel();
-        let _ = requests.send(Request::Restart(tx));
-        match rx.await {
-            Ok(Ok(pid)) => Reply::Ok(format!("pid {pid} serves; the old child has stopped")),
-            Ok(Err(why)) => Reply::Failed(why),
-            Err(_) => Reply::Failed("the launcher has stopped".into()),
-        }
-    };
-    write.write_all(reply.line().as_bytes()).await
-}
-
-/// An upstream notice as the datagram to send, with the fds it carries.
-fn upstream_message(notice: Upstream) -> (String, Vec<OwnedFd>) {
-    let text = match notice {
-        Upstream::Ready => "READY=1".to_owned(),
-        Upstream::Reloading => crate::notify::reloading_message(),
-        Upstream::Stopping => "STOPPING=1".to_owned(),
-        Upstream::Status(text) => format!("STATUS={text}"),
-        Upstream::Watchdog(value) => format!("WATCHDOG={value}"),
-        Upstream::ExtendTimeout(usec) => format!("EXTEND_TIMEOUT_USEC={usec}"),
-        Upstream::FdStoreRemove(name) => format!("FDSTOREREMOVE=1\nFDNAME={name}"),
-        Upstream::FdStore { name, fds } => {
-            return (format!("FDSTORE=1\nFDNAME={name}\nFDPOLL=0"), fds)
-        }
-    };
-    (text, Vec::new())
-}
-
-/// The next delivery of a signal we listen to; never, for one we do not.
-async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400)
 }

@@ -15,6 +15,7 @@
 // running children needs Linux: pidfds, PR_SET_PDEATHSIG, close_range.
 #[cfg(target_os = "linux")]
 mod children;
+mod driver;
 pub mod engine;
 #[cfg(target_os = "linux")]
 pub mod fdstore;
