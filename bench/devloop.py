@@ -10,7 +10,9 @@ ASGI app). Each edit rewrites a module that is not the entry point (the
 shop's items router, the blog's views) with the next `REVISION`, as an
 editor saves (a new file renamed over the old); then one client asks every
 2 ms, on a new connection each time, until the new revision answers; the next
-edit comes 3 s later.
+edit comes 3 s later. The client never retries: each refused connection and
+each failed request (reset, EOF, a status other than 200) is counted, and the
+next poll asks again.
 
 Per app and server, in one run: the server's own reloader (`granian
 --reload`, `uvicorn --reload`), `listenfd run --watch --no-standby` (a cold

@@ -302,7 +302,7 @@ def test_a_changed_env_file_means_a_cold_start(tmp_path: Path, run: list[Run]) -
     env_file.write_text("GREETING=hello\n")
     app = src / "app.py"
     app.write_text(APP.format(source='VALUE = os.environ["GREETING"] + "-0"'))
-    r = Run(src, granian(), "--env-file", str(env_file))
+    r = Run(app.parent, granian(), "--env-file", str(env_file))
     run.append(r)
     r.until("hello-0")
     r.wait_log("is waiting")
@@ -373,8 +373,9 @@ INSTALLED = {
 }
 
 
-def installed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A user site with INSTALLED in it, and the environment that uses it."""
+def installed(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """A user site with INSTALLED in it, the environment that uses it, and
+    where the app goes (src/app.py: src/ is what the launcher watches)."""
     import sysconfig
 
     userbase = tmp_path / "userbase"
@@ -383,7 +384,8 @@ def installed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for name, text in INSTALLED.items():
         (site / name).write_text(text)
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    return site, {"PYTHONUSERBASE": str(userbase), "PYTHONPATH": path}
+    (tmp_path / "src").mkdir()
+    return site, {"PYTHONUSERBASE": str(userbase), "PYTHONPATH": path}, tmp_path / "src" / "app.py"
 
 
 def warm_app(imports: str, value: str) -> str:
@@ -405,13 +407,10 @@ def test_a_warm_standby_has_imported_the_installed_packages_before_the_edit(
     tmp_path: Path, run: list[Run], server: str
 ) -> None:
     pytest.importorskip(server.split()[0].rstrip(","))
-    src = tmp_path / "src"
-    src.mkdir()
-    _, env = installed(tmp_path)
-    app = src / "app.py"
+    _, env, app = installed(tmp_path)
     value = 'lfd_installed_pkg.VERSION + "-v{n}"'
     app.write_text(warm_app("lfd_installed_pkg", value.format(n=0)))
-    r = Run(src, SERVERS[server], **env)
+    r = Run(app.parent, SERVERS[server], **env)
     run.append(r)
     seen = r.until("1-v0-cold")
     for n in (1, 2):
@@ -425,13 +424,10 @@ def test_a_warm_standby_has_imported_the_installed_packages_before_the_edit(
 def test_an_upgraded_preloaded_package_means_a_cold_start_with_the_new_version(
     tmp_path: Path, run: list[Run]
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    site, env = installed(tmp_path)
-    app = src / "app.py"
+    site, env, app = installed(tmp_path)
     value = 'lfd_installed_pkg.VERSION + "-v{n}"'
     app.write_text(warm_app("lfd_installed_pkg", value.format(n=0)))
-    r = Run(src, granian(), **env)
+    r = Run(app.parent, granian(), **env)
     run.append(r)
     r.until("1-v0-cold")
     r.wait_log("is waiting")
@@ -448,12 +444,9 @@ def test_an_upgraded_preloaded_package_means_a_cold_start_with_the_new_version(
 def test_a_preload_that_raises_is_skipped_and_the_app_still_works(
     tmp_path: Path, run: list[Run]
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    _, env = installed(tmp_path)
-    app = src / "app.py"
+    _, env, app = installed(tmp_path)
     app.write_text(warm_app("lfd_flaky", '"flaky-v0"'))
-    r = Run(src, granian(), **env)
+    r = Run(app.parent, granian(), **env)
     run.append(r)
     r.until("flaky-v0-cold")
     for n in (1, 2):
@@ -469,10 +462,7 @@ def test_a_preload_that_raises_is_skipped_and_the_app_still_works(
 def test_what_the_app_sets_before_a_library_reads_it_is_as_in_a_cold_start(
     tmp_path: Path, run: list[Run]
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    _, env = installed(tmp_path)
-    app = src / "app.py"
+    _, env, app = installed(tmp_path)
 
     def source(mode: str, n: int) -> str:
         # As Django's wsgi.py sets DJANGO_SETTINGS_MODULE before Django reads it.
@@ -480,7 +470,7 @@ def test_what_the_app_sets_before_a_library_reads_it_is_as_in_a_cold_start(
         return f"import os\nos.environ['LFD_MODE'] = {mode!r}\n{code}"
 
     app.write_text(source("a", 0))
-    r = Run(src, granian(), **env)
+    r = Run(app.parent, granian(), **env)
     run.append(r)
     r.until("a-v0-cold")
     r.wait_log("is waiting")

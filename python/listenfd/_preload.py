@@ -27,6 +27,7 @@ Rules that keep a warm standby as good as a cold start:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -75,9 +76,11 @@ class Outcome:
     """Every file read by a module imported here, kept or not."""
 
 
+@functools.cache
 def library_dirs() -> tuple[str, ...]:
     """Where this interpreter's installed code lives: the standard library
-    and the site directories (as given, and with symlinks resolved)."""
+    and the site directories (as given, and with symlinks resolved). Read
+    once per process: each worker asks at its READY=1 and as it stands by."""
     paths = sysconfig.get_paths()
     dirs = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
     with contextlib.suppress(AttributeError):  # virtualenv's old site.py
@@ -204,18 +207,18 @@ def environment(changes: EnvironChanges, environ: MutableMapping[str, str]) -> I
     """`changes` applied to `environ` for the duration, then undone."""
     saved = {k: environ.get(k) for k in changes}
     try:
-        for key, value in changes.items():
-            if value is None:
-                environ.pop(key, None)
-            else:
-                environ[key] = value
+        _apply(changes, environ)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                environ.pop(key, None)
-            else:
-                environ[key] = value
+        _apply(saved, environ)
+
+
+def _apply(changes: EnvironChanges, environ: MutableMapping[str, str]) -> None:
+    for key, value in changes.items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
 
 
 class AppCodeGuard(importlib.abc.MetaPathFinder):
