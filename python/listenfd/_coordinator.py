@@ -109,18 +109,15 @@ class Reporter:
 
     def __getstate__(self) -> dict[str, Any]:
         gate, threshold = self._standby()
-        coordinator = self._coordinator
         return {
             "writer": self._writer,
             "generation": self.generation,
             "gate": gate,
             "threshold_ns": threshold,
             "main_pid": self._main_pid,
-            "plan": coordinator.preload_plan if coordinator is not None else self._plan,
-            "describe": coordinator.standby_supported
-            if coordinator is not None
-            else self._describe,
-            "quiet_loggers": coordinator.quiet_loggers if coordinator is not None else self._quiet,
+            "plan": self._plan_here(),
+            "describe": self._describes(),
+            "quiet_loggers": self._quiet_here(),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -230,6 +227,10 @@ class Reporter:
     def _describes(self) -> bool:
         coordinator = self._coordinator
         return coordinator.standby_supported if coordinator is not None else self._describe
+
+    def _quiet_here(self) -> tuple[str, ...]:
+        coordinator = self._coordinator
+        return coordinator.quiet_loggers if coordinator is not None else self._quiet
 
 
 class WorkerProcess(Protocol):
