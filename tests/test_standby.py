@@ -102,6 +102,13 @@ def test_files_read(tmp_path: Path) -> None:
     assert files == ["/src/m.py", str(named)]
 
 
+def users_env() -> dict[str, str]:
+    """As users run: CPython caches bytecode (an edit must beat its .pyc)."""
+    env = python_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 class Run:
     """`listenfd run --watch DIR` of a server, its stderr collected."""
 
@@ -119,7 +126,7 @@ class Run:
                 *["--", *server],
             ],
             cwd=directory,
-            env={**python_env(), **env},
+            env={**users_env(), **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

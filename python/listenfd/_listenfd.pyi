@@ -33,6 +33,7 @@ __all__ = [
     "STANDBY_WAIT",
     "STANDBY_WAITING",
     "STANDBY_WAKE_SIGNAL",
+    "STANDBY_WATCHED_ENV",
     "ActivationError",
     "InheritedSocket",
     "Launcher",
@@ -101,6 +102,7 @@ STANDBY_MAX_PRELOAD_BYTES: Final[int]
 """The longest ``X_LISTENFD_PRELOAD`` value the launcher takes."""
 
 STANDBY_QUIET_ENV: Final[str]
+STANDBY_WATCHED_ENV: Final[str]
 """``LISTENFD_QUIET``: set for the children of a quiet launcher; a server
 shows its own start-up and shutdown lines only while it serves."""
 

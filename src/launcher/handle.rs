@@ -248,14 +248,20 @@ fn upstream_from_env() -> Result<Option<UpstreamEnv>> {
 }
 
 /// The children's environment: this process's, with the launcher's own
-/// `NOTIFY_SOCKET`, and `LISTENFD_QUIET` when it is quiet and uses standbys.
+/// `NOTIFY_SOCKET`, `LISTENFD_QUIET` when it is quiet and uses standbys, and
+/// `LISTENFD_WATCHED` when it watches files.
 fn child_environment(config: &Config, notify_socket: &str) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != standby::QUIET_ENV)
+        .filter(|(k, _)| {
+            k != "NOTIFY_SOCKET" && k != standby::QUIET_ENV && k != standby::WATCHED_ENV
+        })
         .collect();
     env.push(("NOTIFY_SOCKET".into(), notify_socket.into()));
     if config.quiet && uses_standby(config) {
         env.push((standby::QUIET_ENV.into(), "1".into()));
+    }
+    if !config.watch.is_empty() {
+        env.push((standby::WATCHED_ENV.into(), "1".into()));
     }
     env
 }

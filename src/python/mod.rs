@@ -115,6 +115,9 @@ mod listenfd_module {
     const STANDBY_QUIET_ENV: &str = crate::launcher::standby::QUIET_ENV;
 
     #[pymodule_export]
+    const STANDBY_WATCHED_ENV: &str = crate::launcher::standby::WATCHED_ENV;
+
+    #[pymodule_export]
     const STANDBY_MAX_PRELOAD_BYTES: usize = crate::launcher::standby::MAX_PRELOAD_BYTES;
 
     #[pymodule_export]
