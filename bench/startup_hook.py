@@ -1,5 +1,6 @@
 """What the server hook costs every interpreter start: `python -c pass` with
 and without listenfd-servers.pth, many interleaved runs, median difference.
+On Python >= 3.15 also what a PEP 829 .start entry point would cost instead.
 (The .pth line loads the hook module only when the command line names granian,
 uvicorn or hypercorn; what that import costs a server process is reported too.)
 
@@ -39,9 +40,12 @@ def purelib(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def make_env(root: Path, site_packages: str, extra_pth: str | None) -> Path:
+def make_env(
+    root: Path, site_packages: str, extra_pth: str | None, extra_start: str | None = None
+) -> Path:
     """A venv seeing `site_packages`; `extra_pth`: the installed hook's .pth
-    (PTH), the text of another .pth file to add, or None."""
+    (PTH), the text of another .pth file to add, or None; `extra_start`: the
+    text of a .start file to add."""
     venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
     python = root / "bin" / "python"
     target = purelib(python)
@@ -50,13 +54,15 @@ def make_env(root: Path, site_packages: str, extra_pth: str | None) -> Path:
     (target / "000-real-site.pth").write_text(site_packages + "\n")
     # Both get the environment's other .pth files (setuptools' distutils shim,
     # editable installs, ...), as a real virtual environment has them.
-    for other in Path(site_packages).glob("*.pth"):
+    for other in [*Path(site_packages).glob("*.pth"), *Path(site_packages).glob("*.start")]:
         if other.name != PTH:
             shutil.copy(other, target / other.name)
     if extra_pth == PTH:
         shutil.copy(Path(site_packages) / PTH, target / PTH)
     elif extra_pth is not None:
         (target / "zz-yardstick.pth").write_text(extra_pth)
+    if extra_start is not None:
+        (target / "zz-yardstick.start").write_text(extra_start)
     return python
 
 
@@ -197,6 +203,11 @@ def main() -> None:
         empty = make_env(Path(tmp) / "empty", site_packages, "")
         bare = make_env(Path(tmp) / "bare", site_packages, "import sys\n")
         envs = [without, with_hook, empty, bare]
+        pep829 = sys.version_info >= (3, 15)
+        if pep829:
+            # Why no .start file ships: site imports pkgutil to resolve any
+            # entry point (here one to a function already loaded).
+            envs.append(make_env(Path(tmp) / "start", site_packages, None, "os:getcwd\n"))
         for python in envs:  # warm the page cache
             time_once(python)
         # One round runs every environment once, in a rotating order; the
@@ -236,10 +247,12 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|")
     labels = [
-        "listenfd-servers.pth",
+        PTH,
         "for scale: an empty .pth file",
         "for scale: a .pth with just `import sys`",
     ]
+    if pep829:
+        labels.append("instead: a PEP 829 .start file with one entry point (`os:getcwd`)")
     for label, other in zip(labels, runs[1:], strict=True):
         diffs = [b - a for a, b in zip(baseline, other, strict=True)]
         low, high = bootstrap_interval(diffs)

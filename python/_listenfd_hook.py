@@ -3,9 +3,7 @@ hypercorn, when the module that defines each one is imported.
 
 `install()` puts a finder on sys.meta_path that waits for `granian.cli`,
 `uvicorn.main` or `hypercorn.__main__` and patches it once loaded. It is
-called from the line of `listenfd-servers.pth` (Python <= 3.14) or, by PEP
-829, from `listenfd-servers.start` (Python >= 3.15, which then skips the
-.pth import line). The .pth line imports it only in
+called from the line of `listenfd-servers.pth`, which imports it only in
 interpreters whose command line names one of the servers ("granian", or
 "corn" for uvicorn and hypercorn, in `sys.orig_argv`: `uvicorn ...`,
 `python -m hypercorn`, a `-c` that imports one), so every other Python
@@ -15,6 +13,13 @@ format, one `replace` folding the names together, one test, no calls
 before it.
 
 Nothing is imported beyond what `site` already loaded (annotations are strings).
+
+No PEP 829 `.start` file: CPython 3.15 and later run `.pth` import lines
+until 3.18, and to resolve any `.start` entry point `site` imports pkgutil,
+which adds ~7.3 ms to every interpreter start in the environment (CPython
+3.15.2, `bench/startup_hook.py`: a `.start` file naming `os:getcwd` alone
++7.27 ms, this `.pth` line +0.24 ms). `tests/test_hook.py` fails on the
+first Python that no longer runs the line.
 LISTENFD_NO_HOOK=1 turns it off for every server.
 """
 
@@ -94,14 +99,14 @@ class _ServerCliFinder:
 
 
 def runs_a_server(argv: "Sequence[str]") -> bool:
-    """The .pth line's gate, for the PEP 829 entry point, which runs in every
-    interpreter: the command line names granian, uvicorn or hypercorn."""
+    """The .pth line's gate, for a direct call: the command line names
+    granian, uvicorn or hypercorn."""
     return "granian" in str(argv).replace("corn", "granian")
 
 
 def install() -> None:
     """Put the finder in place (once), in an interpreter whose command line
-    names a server; the PEP 829 entry point (`listenfd-servers.start`)."""
+    names a server."""
     # Out of sys.modules once it has run (the finder keeps what it needs):
     # pytest marks every top-level module of a distribution with a pytest11
     # plugin (ours) for assertion rewriting, and warns about those already
@@ -111,6 +116,6 @@ def install() -> None:
     if os.environ.get("LISTENFD_NO_HOOK", "") not in ("", "0"):
         return
     if not runs_a_server(getattr(sys, "orig_argv", sys.argv)):
-        return  # Python >= 3.15 calls this in every interpreter: the .pth line's gate
+        return
     if not any(getattr(f, "listenfd_hook", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _ServerCliFinder)

@@ -15,8 +15,9 @@ if ! out=$(VIRTUAL_ENV=$PWD/.venv .venv/bin/maturin develop 2>&1); then
     exit 1
 fi
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-rm -f "$site"/listenfd-granian.pth "$site"/listenfd-granian.start "$site"/_listenfd_granian_hook.py
-cp python/listenfd-servers.pth python/listenfd-servers.start python/_listenfd_hook.py "$site/"
+rm -f "$site"/listenfd-granian.pth "$site"/listenfd-granian.start "$site"/_listenfd_granian_hook.py \
+    "$site"/listenfd-servers.start "$site"/_listenfd_start.py
+cp python/listenfd-servers.pth python/_listenfd_hook.py "$site/"
 if ! .venv/bin/granian --help | grep -q -- --systemd-socket; then
     echo "build-dev: the Granian hook is not active: granian --help lacks --systemd-socket" >&2
     exit 1

@@ -29,6 +29,9 @@ def unavailable() -> str | None:
     return None
 
 
+# The Debian sid root of scripts/sid-root.sh (its default): systemd 262.
+SID_ROOT = Path("/var/tmp/listenfd-sid")
+
 Bind = Path | tuple[Path, Path]  # a host path at the same path, or (host, container)
 
 
@@ -37,8 +40,13 @@ class Container:
     test writes units and drop-ins there (`install`, `remove`) and runs
     `systemctl daemon-reload`, as an admin would edit /etc/systemd/system."""
 
-    def __init__(self, name: str, units: dict[str, str], binds: Sequence[Bind]) -> None:
+    def __init__(
+        self, name: str, units: dict[str, str], binds: Sequence[Bind], root: Path = Path("/")
+    ) -> None:
+        """`root`: the tree whose /usr boots (the host's own, or another
+        distribution's, such as the sid root of scripts/sid-root.sh)."""
         self.name = name
+        self.root = root
         self.units = units
         self.binds = [(b, b) if isinstance(b, Path) else b for b in binds]
         self.unit_dir = Path(f"/run/listenfd-e2e-{name}")
@@ -60,7 +68,7 @@ class Container:
         args = [
             "systemd-nspawn",
             "-D",
-            "/",
+            str(self.root),
             "--volatile=yes",
             "-b",
             "--register=no",
@@ -74,18 +82,22 @@ class Container:
             args.append(f"--bind-ro={host}:{inside}")
         args.append("systemd.firstboot=off")
         procs = " ".join(f"echo $$ > {cg}/cgroup.procs;" for cg in self.cgroups if cg.is_dir())
+        # systemd >= 256 refuses the host's hybrid cgroup layout unless
+        # nspawn gives it the unified one (older ones boot either way).
+        env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+        if self.root == Path("/"):
+            env.pop("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY")
         self.proc = subprocess.Popen(
             ["sh", "-c", f'{procs} exec "$@"', "sh", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
         deadline = time.monotonic() + 60
         while not self.pid1:
-            out = subprocess.run(
-                ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
-            ).stdout.split()
-            if out:
-                self.pid1 = int(out[0])
+            found = _descendant_named(self.proc.pid, "systemd")
+            if found:
+                self.pid1 = found
             elif self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"systemd-nspawn exited with {self.proc.returncode}")
             else:
@@ -159,6 +171,29 @@ class Container:
         for cg in reversed(self.cgroups):
             _remove_cgroup(cg)
         shutil.rmtree(self.unit_dir, ignore_errors=True)
+
+
+def _descendant_named(pid: int, comm: str) -> int | None:
+    """The first descendant of `pid` (breadth first) whose command is `comm`:
+    the container's PID 1 (a child of nspawn, or a grandchild when nspawn
+    sets up the unified cgroup hierarchy)."""
+    level = [pid]
+    while level:
+        children: list[int] = []
+        for parent in level:
+            try:
+                listed = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, listed):
+                try:
+                    if Path(f"/proc/{child}/comm").read_text().strip() == comm:
+                        return child
+                except OSError:
+                    continue
+                children.append(child)
+        level = children
+    return None
 
 
 def _remove_cgroup(cg: Path) -> None:
