@@ -35,7 +35,10 @@ scenario and per restart: refused connections, failed requests on the
 new-connection clients, keep-alive requests retried once on a fresh connection
 (no response byte on the reused one, RFC 9112 section 9.3.1) and keep-alive
 requests failed even after that retry; p50/p99/max latency; restart-to-serving
-time (from the restart signal to the first answer from a new worker).
+time (from the restart signal to the first answer from a new worker). Beside
+them, clients that never retry (tests/nonretrying.py): 8 kept-alive
+connections sending GETs back to back and 8 sending POSTs; every request
+without a complete answer (refused included) is a failure.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from e2e.loadgen import Load, wait_serving  # noqa: E402
+from nonretrying import NeverRetries  # noqa: E402
 
 APPS = ROOT / "tests" / "apps"
 BIN = Path(sys.executable).parent
@@ -212,7 +216,9 @@ def measure(
     port: int, restarts: int, restart: Callable[[], None], settle: float
 ) -> dict[str, float]:
     to_serving = []
-    with Load(port) as load:
+    gets = NeverRetries(port, connections=8)
+    posts = NeverRetries(port, connections=8, method="POST")
+    with Load(port) as load, gets, posts:
         time.sleep(1.0)
         for _ in range(restarts):
             old = load.pids_since(time.monotonic() - 0.5)
@@ -220,7 +226,12 @@ def measure(
             restart()
             to_serving.append(load.first_new_answer(since, old))
             time.sleep(settle)
-    return {**load.summary(restarts), "serving": statistics.median(to_serving) * 1000}
+    return {
+        **load.summary(restarts),
+        "serving": statistics.median(to_serving) * 1000,
+        "never_get": gets.failed / restarts,
+        "never_post": posts.failed / restarts,
+    }
 
 
 SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, float]], bool]] = {
@@ -317,19 +328,22 @@ def main() -> None:
     print(
         f"# bench/restart.py on {platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}; 2 workers, {args.restarts} restarts each; "
-        "2 new-connection clients + 1 keep-alive client"
+        "2 new-connection clients + 1 keep-alive client (retries once); "
+        "8 + 8 kept-alive connections that never retry (GET, POST)"
     )
     print()
     print(
         "| scenario | refused | failed: new conn. | keep-alive: retried | keep-alive: failed "
-        "after retry | requests | p50 ms | p99 ms | max ms | restart-to-serving ms |"
+        "after retry | never retries: GET / POST failed | requests | p50 ms | p99 ms | max ms "
+        "| restart-to-serving ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in keys:
         r = results[key]
         print(
             f"| {SCENARIOS[key][0]} | {r['refused']:.1f} | {r['failed']:.2f} | "
-            f"{r['retried']:.2f} | {r['failed_ka']:.2f} | {r['requests']:.0f} | "
+            f"{r['retried']:.2f} | {r['failed_ka']:.2f} | "
+            f"{r['never_get']:.2f} / {r['never_post']:.2f} | {r['requests']:.0f} | "
             f"{r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['serving']:.0f} |"
         )
     print("\n(per restart; restart-to-serving: median)")

@@ -30,3 +30,11 @@ mod python;
 pub mod fuzzing;
 
 pub use error::{Error, Result};
+
+/// How a stopping server ends a kept-alive connection with no request under
+/// way. One that received bytes within this time is in use: the server waits
+/// up to this time for its next request (answered with `Connection: close`),
+/// again after each byte; closing it at once fails that request for a client
+/// that does not retry. One quiet for longer is closed at once (a client's
+/// idle pool connection; waiting would only delay a stop-start restart).
+pub const DRAIN_IDLE_GRACE_MS: u64 = 1000;

@@ -85,6 +85,7 @@ inode = os.fstat(sockets[0].fileno()).st_ino if sockets else None
 report = {
     "pid": os.getpid(),
     "env": env,
+    "dont_write_bytecode": sys.flags.dont_write_bytecode,
     "fds": fds,
     "sockets": [
         {

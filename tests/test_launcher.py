@@ -349,6 +349,23 @@ def test_watched_file_restarts_and_pycache_does_not(report_dir: Path, tmp_path: 
     assert err.count("restarting:") == 1, err
 
 
+@pytest.mark.parametrize("watch", [False, True])
+def test_watched_children_write_no_bytecode(
+    report_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watch: bool
+) -> None:
+    """CPython's .pyc check compares whole seconds and the size: a .pyc a child
+    wrote in the second of a same-size edit would run the old code in the
+    next child (tests/test_bytecode.py); children of a watching launcher
+    write none."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    options = ["--watch", str(tmp_path)] if watch else []
+    proc = run_cli(report_dir, "-s", "http::127.0.0.1:0", *options)
+    port = cli_port(proc)
+    pid = wait_for(lambda: _pid_or_none(port), what="the child")
+    stop_cli(proc)
+    assert reports(report_dir)[pid]["dont_write_bytecode"] == int(watch)
+
+
 def test_crash_restarts_with_backoff(report_dir: Path) -> None:
     proc = run_cli(report_dir, "-s", "http::127.0.0.1:0")
     port = cli_port(proc)

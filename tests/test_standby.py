@@ -288,7 +288,8 @@ def test_an_edit_to_a_module_the_standby_imported_means_a_cold_start(
     early.write_text('VALUE = "early-0"\n')
     (tmp_path / "app.py").write_text(APP.format(source="from early import VALUE"))
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    r = Run(tmp_path, granian(), PYTHONPATH=path)
+    # The launcher's own interpreter runs sitecustomize too: no .pyc from it.
+    r = Run(tmp_path, granian(), PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
     run.append(r)
     r.until("early-0")
     r.wait_log("is waiting")

@@ -32,7 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from listenfd import _bytecode as bytecode
 from listenfd import _preload as preload
 from listenfd import _quiet as quiet
 from listenfd import _standby as standby
@@ -201,8 +200,6 @@ class Reporter:
         """In a standby, before the app is loaded: wait to be woken, then go
         on only if nothing this process has read changed since the main
         process started. Returns at once otherwise."""
-        if os.environ.get(bytecode.ENV) == "1":
-            bytecode.refuse_stale_bytecode(preload.library_dirs())
         event, threshold = self._standby()
         plan = self._plan_here()
         waits = event is not None and not event.is_set()

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_RELOAD_TIMEOUT_SECS",
     "DEFAULT_STOP_TIMEOUT_SECS",
     "DEFAULT_WORKER_READY_TIMEOUT_SECS",
+    "DRAIN_IDLE_GRACE_MS",
     "LISTEN_VARIABLES",
     "SD_LISTEN_FDS_START",
     "STANDBY_ENV",
@@ -33,7 +34,6 @@ __all__ = [
     "STANDBY_WAIT",
     "STANDBY_WAITING",
     "STANDBY_WAKE_SIGNAL",
-    "STANDBY_WATCHED_ENV",
     "ActivationError",
     "InheritedSocket",
     "Launcher",
@@ -102,7 +102,7 @@ STANDBY_MAX_PRELOAD_BYTES: Final[int]
 """The longest ``X_LISTENFD_PRELOAD`` value the launcher takes."""
 
 STANDBY_QUIET_ENV: Final[str]
-STANDBY_WATCHED_ENV: Final[str]
+DRAIN_IDLE_GRACE_MS: Final[int]
 """``LISTENFD_QUIET``: set for the children of a quiet launcher; a server
 shows its own start-up and shutdown lines only while it serves."""
 

@@ -78,6 +78,9 @@ class Wanted:
     """How the user gives the address, for messages (``--host/--port or --uds``)."""
     address_given: bool
     """The user gave the address (not the server's default)."""
+    drains: bool = False
+    """A stopping server answers a connection it accepted whose request it
+    has not read yet (listenfd/_drain.py): TCP_DEFER_ACCEPT is not needed."""
 
 
 def take(wanted: Wanted, log: Logger) -> tuple[InheritedSocket | None, str]:
@@ -126,7 +129,7 @@ def take(wanted: Wanted, log: Logger) -> tuple[InheritedSocket | None, str]:
             f"used: serving on fd {chosen.fd} {chosen.name!r} "
             f"({describe_address(chosen.address)}) because {reason}"
         )
-    if chosen.defer_accept == 0:
+    if chosen.defer_accept == 0 and not wanted.drains:
         log.warning(
             f"{flag}: fd {chosen.fd} {chosen.name!r} has no TCP_DEFER_ACCEPT, so a connection "
             "accepted but not yet read when the server stops is closed unanswered (a failed "

@@ -247,21 +247,26 @@ fn upstream_from_env() -> Result<Option<UpstreamEnv>> {
     }))
 }
 
+/// Set for the children of a watching launcher: `CPython` trusts a cached
+/// `.pyc` whose recorded source mtime (whole seconds) and size match, so an
+/// edit that keeps the size, within the second a child wrote the `.pyc`, ran
+/// the old code in the next child (and may import before any hook of ours).
+/// Children that write no bytecode leave only `.pyc` files written before.
+pub const NO_BYTECODE_ENV: &str = "PYTHONDONTWRITEBYTECODE";
+
 /// The children's environment: this process's, with the launcher's own
 /// `NOTIFY_SOCKET`, `LISTENFD_QUIET` when it is quiet and uses standbys, and
-/// `LISTENFD_WATCHED` when it watches files.
+/// no bytecode writing when it watches files ([`NO_BYTECODE_ENV`]).
 fn child_environment(config: &Config, notify_socket: &str) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            k != "NOTIFY_SOCKET" && k != standby::QUIET_ENV && k != standby::WATCHED_ENV
-        })
+        .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != standby::QUIET_ENV)
         .collect();
     env.push(("NOTIFY_SOCKET".into(), notify_socket.into()));
     if config.quiet && uses_standby(config) {
         env.push((standby::QUIET_ENV.into(), "1".into()));
     }
-    if !config.watch.is_empty() {
-        env.push((standby::WATCHED_ENV.into(), "1".into()));
+    if !config.watch.is_empty() && std::env::var_os(NO_BYTECODE_ENV).is_none() {
+        env.push((NO_BYTECODE_ENV.into(), "1".into()));
     }
     env
 }

@@ -40,12 +40,6 @@ pub const MAX_PRELOAD_BYTES: usize = 48 * 1024;
 /// Set (to `1`) for the children of a quiet launcher (`Config::quiet`):
 /// a server's own start-up and shutdown lines are shown only while it serves.
 pub const QUIET_ENV: &str = "LISTENFD_QUIET";
-/// Set (to `1`) for the children of a launcher that watches files: sources
-/// change under them, and `CPython` trusts a cached `.pyc` whose recorded
-/// source mtime (whole seconds) and size match, so an edit that keeps the
-/// size within the second its `.pyc` was written would run the old code.
-/// Such a child refuses a `.pyc` older than its source.
-pub const WATCHED_ENV: &str = "LISTENFD_WATCHED";
 
 /// What a child said in [`FIELD`].
 #[derive(Debug, PartialEq, Eq)]

@@ -82,6 +82,9 @@ mod listenfd_module {
     const SD_LISTEN_FDS_START: i32 = crate::activation::SD_LISTEN_FDS_START;
 
     #[pymodule_export]
+    const DRAIN_IDLE_GRACE_MS: u64 = crate::DRAIN_IDLE_GRACE_MS;
+
+    #[pymodule_export]
     const DEFAULT_DEBOUNCE_MS: u64 = crate::launcher::DEFAULT_DEBOUNCE_MS;
 
     #[pymodule_export]
@@ -113,9 +116,6 @@ mod listenfd_module {
 
     #[pymodule_export]
     const STANDBY_QUIET_ENV: &str = crate::launcher::standby::QUIET_ENV;
-
-    #[pymodule_export]
-    const STANDBY_WATCHED_ENV: &str = crate::launcher::standby::WATCHED_ENV;
 
     #[pymodule_export]
     const STANDBY_MAX_PRELOAD_BYTES: usize = crate::launcher::standby::MAX_PRELOAD_BYTES;

@@ -44,6 +44,21 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     # check_multiprocess_shutdown_event(): the worker's shutdown trigger, first
     # polled once every listener serves: the moment a worker reports ready.
     "hypercorn.utils.check_multiprocess_shutdown_event": "first polled when the worker serves",
+    # A stopping worker's connections drain (hypercorn/_drain.py): responses
+    # say Connection: close once context.terminated is set, and the idle task
+    # waits for a request that may be on its way before it closes.
+    "hypercorn.protocol.h11.H11Protocol.stream_send": "sends a response (ours: with close)",
+    "hypercorn.protocol.h11.H11Protocol.context": "its terminated event: the server stops",
+    "hypercorn.protocol.h11.H11Protocol._maybe_recycle": "after a response: close or keep",
+    "hypercorn.protocol.h11.H11Protocol.handle": "bytes received (when last, for the drain)",
+    "hypercorn.events.RawData": "the event of bytes received",
+    "hypercorn.protocol.h11.H11Protocol.connection": "h11's connection (our_state, their_state)",
+    "hypercorn.protocol.events.Response": "the response event (status_code, headers)",
+    "hypercorn.asyncio.tcp_server.TCPServer._idle_timeout": "closes an idle connection",
+    "hypercorn.asyncio.tcp_server.TCPServer._initiate_server_close": "how it closes one",
+    "hypercorn.asyncio.tcp_server.TCPServer.protocol": "the HTTP protocol (h11's connection)",
+    "hypercorn.asyncio.tcp_server.TCPServer.context": "its terminated event",
+    "hypercorn.asyncio.tcp_server.TCPServer.config": "keep_alive_timeout",
 }
 
 

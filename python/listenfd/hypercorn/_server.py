@@ -32,6 +32,7 @@ from listenfd import _standby as standby
 from listenfd._bind import Address, read_bind
 from listenfd._coordinator import Coordinator, Reporter
 from listenfd._serving import Chosen, StderrLog, Unservable, Wanted, choose_socket
+from listenfd.hypercorn import _drain as drain
 
 _log = StderrLog()
 # Hypercorn's own lines, held back by listenfd's quiet dev loop (`_quiet`).
@@ -91,6 +92,7 @@ def _choose(config: SystemdConfig, name: str | None, address_given: bool) -> Non
             address=wanted_address(config.bind[0] if config.bind else "127.0.0.1:8000"),
             address_flags="--bind",
             address_given=address_given,
+            drains=True,
         )
         _choice, reason = choose_socket(wanted, _log, config.backlog)
     except Unservable as exc:
@@ -392,6 +394,7 @@ def _serve(kind: str, config: Config, sockets: Any, shutdown_event: Any) -> None
     if report is not None:
         # A standby waits here, before hypercorn loads the app.
         report.stand_by()
+    drain.patch_connections()
     if shutdown_event is not None:
         servers: list[Any] = []
         if kind in ("asyncio", "uvloop"):
