@@ -6,11 +6,13 @@ activation, READY=1 from the server, restarts and reloads under load."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import wait_for
+from conftest import REPORT, wait_for
 from granian_helpers import get, listeners
+from nonretrying import NeverRetries
 
 from e2e.deploy import AppTree, example, port_is_free, unit_value
 from e2e.harness import Restarts, broken_reload_under_load, field, report, restarts_under_load
@@ -102,3 +104,29 @@ def test_a_broken_deploy_fails_the_reload_and_the_old_workers_keep_serving(
 ) -> None:
     systemd.systemctl("start", f"{server}.service")
     broken_reload_under_load(systemd, f"{server}.service", app, PORT, TARGET)
+
+
+def test_clients_that_never_retry_lose_nothing(server: str, systemd: Container) -> None:
+    """Kept-alive connections that send GETs and POSTs back to back and never
+    retry (tests/nonretrying.py), through `systemctl restart` and `systemctl
+    reload` of the example units: every request answered (the stopping
+    server drains its connections: listenfd/_drain.py)."""
+    unit = f"{server}.service"
+    systemd.systemctl("start", unit)
+    get(TARGET)
+    for verb in ("restart", "reload"):
+        deploys = Restarts(systemd, unit, verb=verb)
+        gets = NeverRetries(PORT, connections=8)
+        posts = NeverRetries(PORT, connections=8, method="POST")
+        with gets, posts:
+            time.sleep(0.5)
+            for _ in range(4):
+                deploys()
+            time.sleep(0.5)
+        REPORT.append(
+            f"{server}: socket unit, 4 x systemctl {verb}, clients that never retry: "
+            f"GET {gets.summary()}; POST {posts.summary()}"
+        )
+        for client in (gets, posts):
+            assert client.ok > 50, client.summary()
+            assert (client.failed, client.non_2xx) == (0, 0), client.summary()
