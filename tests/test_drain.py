@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from listenfd._drain import GRACE, Drain
+from listenfd._drain import GRACE, PENDING_LOOKS, Drain
 
 
 class FakeConnection:
     def __init__(self) -> None:
         self.is_closing = False
-        self.is_busy = False
+        self.is_under_way = False
+        self.is_pending = False
         self.closes_announced = 0
         self.closed = 0
 
     def closing(self) -> bool:
         return self.is_closing
 
-    def busy(self) -> bool:
-        return self.is_busy
+    def under_way(self) -> bool:
+        return self.is_under_way
+
+    def pending(self) -> bool:
+        return self.is_pending
 
     def answer_with_close(self) -> None:
         self.closes_announced += 1
@@ -69,7 +73,7 @@ def test_a_connection_quiet_for_the_grace_already_closes_at_once() -> None:
 
 def test_a_quiet_connection_with_a_request_under_way_waits() -> None:
     connection, loop = FakeConnection(), FakeLoop()
-    connection.is_busy = True
+    connection.is_under_way = True
     Drain(connection, loop, grace=0.25).start(quiet_for=5.0)  # type: ignore[arg-type]
     assert connection.closed == 0
     assert len(loop.timers) == 1
@@ -95,13 +99,24 @@ def test_bytes_received_restart_the_wait_and_announce_close() -> None:
 
 def test_a_request_under_way_is_waited_for() -> None:
     connection, loop, _ = started()
-    connection.is_busy = True
-    for _ in range(3):
+    connection.is_under_way = True
+    for _ in range(10):
         loop.fire()
-    assert connection.closed == 0
-    connection.is_busy = False
+    assert connection.closed == 0, "as long as the server's own timeout allows"
+    connection.is_under_way = False
     loop.fire()
     assert connection.closed == 1
+
+
+def test_bytes_that_never_become_a_request_are_waited_for_a_bounded_time() -> None:
+    connection, loop, _ = started()
+    connection.is_pending = True
+    for _ in range(PENDING_LOOKS):
+        loop.fire()
+    assert connection.closed == 0
+    loop.fire()
+    assert connection.closed == 1
+    assert loop.timers == []
 
 
 def test_a_connection_already_closing_is_left_alone() -> None:

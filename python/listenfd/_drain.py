@@ -13,7 +13,8 @@ Instead, each connection drains:
   stopped is closed at once (an idle connection of a client's pool);
 - any other is closed once nothing arrived on it for `GRACE` seconds (each
   byte received starts the wait again; bytes still in the kernel's receive
-  queue count): no request was on its way;
+  queue count), and at the latest after `PENDING_LOOKS` such waits without a
+  whole request: no request was on its way, or one never completes;
 - the server's own graceful timeout bounds the whole stop, as before.
 
 The per-server packages say how to tell these states on their connections
@@ -31,6 +32,9 @@ from typing import Any, Protocol
 from listenfd._listenfd import DRAIN_IDLE_GRACE_MS
 
 GRACE = DRAIN_IDLE_GRACE_MS / 1000
+# Waits of GRACE for bytes that never become a whole request (a client that
+# trickles, bytes the server does not read): then the connection closes.
+PENDING_LOOKS = 3
 CLOSE = (b"connection", b"close")
 
 
@@ -54,9 +58,11 @@ class Connection(Protocol):
     def closing(self) -> bool:
         """Closed, or closing."""
 
-    def busy(self) -> bool:
-        """A request is under way (received, its response not complete),
-        or part of one has been received."""
+    def under_way(self) -> bool:
+        """A request is under way: received, its response not complete."""
+
+    def pending(self) -> bool:
+        """Bytes of a request have arrived and are not parsed yet."""
 
     def answer_with_close(self) -> None:
         """Every response not started yet will say `Connection: close`."""
@@ -78,13 +84,14 @@ class Drain:
         self._loop = loop
         self._grace = grace
         self._received = False
+        self._pending_looks = 0
 
     def start(self, quiet_for: float) -> None:
         """The server stops, the connection received nothing for `quiet_for`
         seconds: from now on every response closes."""
         connection = self._connection
         connection.answer_with_close()
-        if quiet_for >= self._grace and not connection.busy():
+        if quiet_for >= self._grace and not (connection.under_way() or connection.pending()):
             connection.close_idle()
             return
         self._loop.call_later(self._grace, self._look)
@@ -99,8 +106,15 @@ class Drain:
         connection = self._connection
         if connection.closing():
             return
-        if self._received or connection.busy():
-            self._received = False
-            self._loop.call_later(self._grace, self._look)
+        if connection.under_way():
+            self._pending_looks = 0  # the server's own graceful timeout bounds it
+        elif self._received or connection.pending():
+            self._pending_looks += 1
+            if self._pending_looks > PENDING_LOOKS:
+                connection.close_idle()
+                return
+        else:
+            connection.close_idle()
             return
-        connection.close_idle()
+        self._received = False
+        self._loop.call_later(self._grace, self._look)

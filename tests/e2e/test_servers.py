@@ -127,6 +127,8 @@ def test_clients_that_never_retry_lose_nothing(server: str, systemd: Container) 
             f"{server}: socket unit, 4 x systemctl {verb}, clients that never retry: "
             f"GET {gets.summary()}; POST {posts.summary()}"
         )
+        if gets.failed or posts.failed:
+            print(systemd.journal(unit)[-6000:])
         for client in (gets, posts):
             assert client.ok > 50, client.summary()
             assert (client.failed, client.non_2xx) == (0, 0), client.summary()

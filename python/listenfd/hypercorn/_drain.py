@@ -18,7 +18,7 @@ import importlib
 import time
 from typing import Any
 
-from listenfd._drain import CLOSE, GRACE, unread
+from listenfd._drain import CLOSE, GRACE, PENDING_LOOKS, unread
 
 
 def _partial_request(tcp_server: Any) -> bool:
@@ -72,7 +72,9 @@ def _asyncio_idle_timeout(_: Any) -> Any:
         stopping = terminated.done() and not terminated.cancelled()
         if stopping and _waits(self):
             await asyncio.sleep(GRACE)
-            while _partial_request(self):
+            for _ in range(PENDING_LOOKS):
+                if not _partial_request(self):
+                    break
                 await asyncio.sleep(GRACE)
         await asyncio.shield(self._initiate_server_close())
 
@@ -87,7 +89,9 @@ def _trio_idle_timeout(_: Any) -> Any:
             await self.context.terminated.wait()
         if not waited.cancelled_caught and _waits(self):  # the server stops
             await trio.sleep(GRACE)
-            while _partial_request(self):
+            for _ in range(PENDING_LOOKS):
+                if not _partial_request(self):
+                    break
                 await trio.sleep(GRACE)
         with trio.CancelScope(shield=True):
             await self._initiate_server_close()

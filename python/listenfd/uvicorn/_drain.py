@@ -42,10 +42,11 @@ class _Connection:
     def closing(self) -> bool:
         return bool(self._protocol.transport.is_closing())
 
-    def busy(self) -> bool:
+    def under_way(self) -> bool:
         cycle = self._protocol.cycle
-        if cycle is not None and not cycle.response_complete:
-            return True
+        return cycle is not None and not cycle.response_complete
+
+    def pending(self) -> bool:
         conn = getattr(self._protocol, "conn", None)  # h11: bytes of a request not parsed yet
         if conn is not None and conn.trailing_data[0]:
             return True
