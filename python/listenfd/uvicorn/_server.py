@@ -11,6 +11,7 @@ interpreters (spawn): the subclasses travel with them by name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -30,12 +31,14 @@ from listenfd import _standby as standby
 from listenfd._coordinator import Coordinator, Reporter
 from listenfd._listenfd import DEFAULT_WORKER_READY_TIMEOUT_SECS
 from listenfd._serving import Chosen, Unservable, Wanted, choose_socket
-from listenfd.uvicorn import _drain as drain
 from listenfd.uvicorn._internals import main_module
 
 _logger = logging.getLogger("uvicorn.error")
 # uvicorn's own lines, held back by listenfd's quiet dev loop (`_quiet`).
 SERVER_LOGGERS = ("uvicorn.error",)
+
+# Seconds between "stop accepting" and "close idle connections" at shutdown.
+DRAIN_ACCEPTED = 0.1
 
 
 @dataclass
@@ -117,7 +120,6 @@ def _choose(config: Config, settings: _Settings) -> None:
         address=config.uds if config.uds else (config.host, config.port),
         address_flags="--uds" if config.uds else "--host/--port",
         address_given=settings.address_given,
-        drains=True,
     )
     try:
         _choice, reason = choose_socket(wanted, _logger, config.backlog)
@@ -186,7 +188,6 @@ class SystemdServer(Server):
         if report is not None:
             # A standby waits here, before config.load() imports the app.
             report.stand_by()
-        drain.patch_protocols()
         return super().run(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -198,9 +199,15 @@ class SystemdServer(Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.in_main_process():
             _stopping()
-        # Each connection drains (uvicorn/_drain.py) instead of closing when
-        # no response is under way; the next connections wait in the shared
+        # uvicorn closes every connection that has no request under way yet,
+        # including one accepted in the loop's last turn whose request (there
+        # already, with TCP_DEFER_ACCEPT) is not read yet: a failed request
+        # at every restart. Stop accepting first, and give those a moment to
+        # start their request; the next connections wait in the shared
         # socket's queue for the new server.
+        for server in getattr(self, "servers", []):
+            server.close()
+        await asyncio.sleep(DRAIN_ACCEPTED)
         await super().shutdown(sockets=sockets)
 
 
