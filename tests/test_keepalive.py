@@ -20,9 +20,8 @@ from nonretrying import NeverRetries, read_response
 LISTENFD = str(Path(sys.executable).with_name("listenfd"))
 DEPLOYS = 3
 # Granian's HTTP/1 connections are handled in its Rust core (hyper), out of
-# reach of the hook; uvicorn keeps its own shutdown for now (listenfd/_drain.py
-# says why): docs/keep-alive.md has their figures (bench/keepalive.py).
-SERVERS = ["hypercorn"]
+# reach of the hook: docs/keep-alive.md has its figures (bench/keepalive.py).
+SERVERS = ["uvicorn", "hypercorn"]
 
 
 def server_argv(server: str) -> list[str]:

@@ -17,19 +17,17 @@ Instead, each connection drains:
   whole request: no request was on its way, or one never completes;
 - the server's own graceful timeout bounds the whole stop, as before.
 
-The figures are here, once; Hypercorn's patch points apply them
-(listenfd/hypercorn/_drain.py). uvicorn keeps its own shutdown for now:
-with the same drain, about one run in four of its real-systemd tests saw a
-stopping worker that did not exit (a restart stalled until systemd's stop
-timeout), cause not found yet.
+The per-server packages say how to tell these states on their connections
+(`Connection`); the policy is here, once.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
 import fcntl
 import termios
-from typing import Any
+from typing import Any, Protocol
 
 from listenfd._listenfd import DRAIN_IDLE_GRACE_MS
 
@@ -52,3 +50,71 @@ def unread(sock: Any) -> bool:
     except (OSError, ValueError):  # closed meanwhile
         return False
     return count[0] > 0
+
+
+class Connection(Protocol):
+    """One server connection, as the drain sees it."""
+
+    def closing(self) -> bool:
+        """Closed, or closing."""
+
+    def under_way(self) -> bool:
+        """A request is under way: received, its response not complete."""
+
+    def pending(self) -> bool:
+        """Bytes of a request have arrived and are not parsed yet."""
+
+    def answer_with_close(self) -> None:
+        """Every response not started yet will say `Connection: close`."""
+
+    def close_idle(self) -> None:
+        """Close it now (nothing is under way)."""
+
+
+class Drain:
+    """The drain of one connection, on its event loop."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        loop: asyncio.AbstractEventLoop,
+        grace: float = GRACE,
+    ) -> None:
+        self._connection = connection
+        self._loop = loop
+        self._grace = grace
+        self._received = False
+        self._pending_looks = 0
+
+    def start(self, quiet_for: float) -> None:
+        """The server stops, the connection received nothing for `quiet_for`
+        seconds: from now on every response closes."""
+        connection = self._connection
+        connection.answer_with_close()
+        if quiet_for >= self._grace and not (connection.under_way() or connection.pending()):
+            connection.close_idle()
+            return
+        self._loop.call_later(self._grace, self._look)
+
+    def received(self) -> None:
+        """Bytes arrived (the connection has parsed them): a request that
+        starts now is answered with `Connection: close`."""
+        self._received = True
+        self._connection.answer_with_close()
+
+    def _look(self) -> None:
+        connection = self._connection
+        if connection.closing():
+            return
+        if connection.under_way():
+            self._pending_looks = 0  # the server's own graceful timeout bounds it
+        elif self._received or connection.pending():
+            self._pending_looks += 1
+            if self._pending_looks > PENDING_LOOKS:
+                connection.close_idle()
+                return
+        else:
+            connection.close_idle()
+            return
+        self._received = False
+        self._loop.call_later(self._grace, self._look)

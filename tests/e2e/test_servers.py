@@ -107,13 +107,10 @@ def test_a_broken_deploy_fails_the_reload_and_the_old_workers_keep_serving(
 
 
 def test_clients_that_never_retry_lose_nothing(server: str, systemd: Container) -> None:
-    """Hypercorn (uvicorn keeps its own shutdown for now: listenfd/_drain.py).
-    Kept-alive connections that send GETs and POSTs back to back and never
+    """Kept-alive connections that send GETs and POSTs back to back and never
     retry (tests/nonretrying.py), through `systemctl restart` and `systemctl
     reload` of the example units: every request answered (the stopping
     server drains its connections: listenfd/_drain.py)."""
-    if server != "hypercorn":
-        pytest.skip("uvicorn's workers do not drain yet (listenfd/_drain.py)")
     unit = f"{server}.service"
     systemd.systemctl("start", unit)
     get(TARGET)

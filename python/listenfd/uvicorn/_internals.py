@@ -5,6 +5,7 @@ naming its version, not a traceback)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 import uvicorn
@@ -64,6 +65,39 @@ _REQUIRED_INTERNALS: dict[str, str] = {
     "BaseReload.sockets": "the sockets a new process serves",
     "uvicorn.supervisors.basereload.get_subprocess": "how --reload starts a server process",
     "BaseReload.shutdown": "the reloader's stop (STOPPING=1)",
+    **{
+        f"uvicorn.protocols.http.h11_impl.{name}": purpose
+        for name, purpose in {
+            "H11Protocol.shutdown": "closes an idle connection at a stop (ours: drains it)",
+            "H11Protocol.data_received": "bytes arrived (the drain answers with close)",
+            "H11Protocol.connection_made": "a connection made after the stop drains",
+            "H11Protocol.server_state": "the server the connection belongs to (stopping)",
+            "H11Protocol.cycle": "the request under way",
+            "H11Protocol.transport": "the connection, to tell whether it is closing",
+            "H11Protocol.loop": "the loop a drain's timer runs on",
+            "H11Protocol.conn": "h11's connection: bytes of a request not parsed yet",
+            "RequestResponseCycle.default_headers": "headers every response gets (close)",
+            "RequestResponseCycle.response_started": "too late to add a header",
+            "RequestResponseCycle.response_complete": "the request is done",
+        }.items()
+    },
+}
+# The same for httptools' protocol, checked where httptools is installed.
+_HTTPTOOLS_INTERNALS: dict[str, str] = {
+    f"uvicorn.protocols.http.httptools_impl.{name}": purpose
+    for name, purpose in {
+        "HttpToolsProtocol.shutdown": "closes an idle connection at a stop (ours: drains it)",
+        "HttpToolsProtocol.data_received": "bytes arrived (the drain answers with close)",
+        "HttpToolsProtocol.connection_made": "a connection made after the stop drains",
+        "HttpToolsProtocol.server_state": "the server the connection belongs to (stopping)",
+        "HttpToolsProtocol.cycle": "the request under way",
+        "HttpToolsProtocol.pipeline": "pipelined requests not started yet",
+        "HttpToolsProtocol.transport": "the connection, to tell whether it is closing",
+        "HttpToolsProtocol.loop": "the loop a drain's timer runs on",
+        "RequestResponseCycle.default_headers": "headers every response gets (close)",
+        "RequestResponseCycle.response_started": "too late to add a header",
+        "RequestResponseCycle.response_complete": "the request is done",
+    }.items()
 }
 
 
@@ -94,7 +128,10 @@ def check_uvicorn() -> None:
         "Multiprocess": Multiprocess,
         "BaseReload": BaseReload,
     }
-    gone = missing(_REQUIRED_INTERNALS, roots)
+    required = dict(_REQUIRED_INTERNALS)
+    if importlib.util.find_spec("httptools") is not None:
+        required.update(_HTTPTOOLS_INTERNALS)
+    gone = missing(required, roots)
     if gone:
         raise UvicornIncompatible(
             unsupported("uvicorn", uvicorn.__version__, SUPPORTED_UVICORN, gone)

@@ -11,7 +11,6 @@ interpreters (spawn): the subclasses travel with them by name.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -31,14 +30,12 @@ from listenfd import _standby as standby
 from listenfd._coordinator import Coordinator, Reporter
 from listenfd._listenfd import DEFAULT_WORKER_READY_TIMEOUT_SECS
 from listenfd._serving import Chosen, Unservable, Wanted, choose_socket
+from listenfd.uvicorn import _drain as drain
 from listenfd.uvicorn._internals import main_module
 
 _logger = logging.getLogger("uvicorn.error")
 # uvicorn's own lines, held back by listenfd's quiet dev loop (`_quiet`).
 SERVER_LOGGERS = ("uvicorn.error",)
-
-# Seconds between "stop accepting" and "close idle connections" at shutdown.
-DRAIN_ACCEPTED = 0.1
 
 
 @dataclass
@@ -120,6 +117,7 @@ def _choose(config: Config, settings: _Settings) -> None:
         address=config.uds if config.uds else (config.host, config.port),
         address_flags="--uds" if config.uds else "--host/--port",
         address_given=settings.address_given,
+        drains=True,
     )
     try:
         _choice, reason = choose_socket(wanted, _logger, config.backlog)
@@ -188,6 +186,7 @@ class SystemdServer(Server):
         if report is not None:
             # A standby waits here, before config.load() imports the app.
             report.stand_by()
+        drain.patch_protocols()
         return super().run(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -199,15 +198,11 @@ class SystemdServer(Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.config.in_main_process():
             _stopping()
-        # uvicorn closes every connection that has no request under way yet,
-        # including one accepted in the loop's last turn whose request (there
-        # already, with TCP_DEFER_ACCEPT) is not read yet: a failed request
-        # at every restart. Stop accepting first, and give those a moment to
-        # start their request; the next connections wait in the shared
-        # socket's queue for the new server.
-        for server in getattr(self, "servers", []):
-            server.close()
-        await asyncio.sleep(DRAIN_ACCEPTED)
+        # Each connection drains (uvicorn/_drain.py) instead of closing when
+        # no response is under way; the next connections wait in the shared
+        # socket's queue for the new server. A connection accepted before the
+        # stop whose protocol is made after it drains from its start.
+        drain.stopping(self.server_state)
         await super().shutdown(sockets=sockets)
 
 
