@@ -215,6 +215,9 @@ impl crate::launcher::engine::Children for NoChildren {
         false
     }
     fn signal(&mut self, _: u32, _: i32) {}
+    fn reap(&mut self, _: u32) -> Option<i32> {
+        None
+    }
     fn is_descendant(&self, _: u32, _: u32) -> bool {
         false
     }

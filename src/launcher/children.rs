@@ -1,19 +1,21 @@
 //! The real children of the launcher: fork/exec with the held sockets and
-//! the FD store's fds, the environment (env files, standby role), signals,
-//! reaping on the pidfd, and the orphans that come back to a subreaper.
-//! The engine sees them through the `Children` trait.
+//! the FD store's fds, the environment (env files, standby role), and the
+//! orphans that come back to a subreaper. Each process is owned by one
+//! `OwnedProcess` (`process.rs`): signals and the reap go through it. The
+//! engine sees them through the `Children` trait.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::engine::{Children, Start};
 use super::fdstore::FdStore;
 use super::handle::Event;
 use super::open::{park_above, HeldSocket};
+use super::process::OwnedProcess;
 use super::spawn::ChildPlan;
 use super::standby;
 use super::{Config, RestartMode};
@@ -77,6 +79,10 @@ pub(super) struct RealChildren {
     pub(super) standby_env: Option<(u32, EnvVars)>,
     /// Where exits are reported (set once the event loop runs).
     pub(super) events: Option<mpsc::UnboundedSender<Event>>,
+    /// Every child not reaped yet, by pid.
+    pub(super) owned: HashMap<u32, OwnedProcess>,
+    /// Orphans found by `orphans` not reaped yet, by pid.
+    pub(super) adopted: HashMap<u32, OwnedProcess>,
 }
 
 /// Variables read from `--env-file`s, in order.
@@ -150,6 +156,20 @@ impl RealChildren {
     }
 }
 
+impl RealChildren {
+    /// Tell the event loop when `process` exits (it reaps nothing: the owner
+    /// does, in `reap`, in the same step as the engine hears of it).
+    fn watch_exit(&self, process: &OwnedProcess) {
+        if let Some(tx) = &self.events {
+            let (pid, exited, tx) = (process.pid(), process.exited(), tx.clone());
+            tokio::spawn(async move {
+                exited.await;
+                let _ = tx.send(Event::Exited { pid });
+            });
+        }
+    }
+}
+
 impl Children for RealChildren {
     fn spawn(&mut self, store: &FdStore, start: Start) -> Result<(u32, String)> {
         let (mut plan, parked, from_files) = self.plan(store, start)?;
@@ -158,23 +178,33 @@ impl Children for RealChildren {
         if matches!(start, Start::Standby { .. }) {
             self.standby_env = Some((pid, from_files));
         }
-        if let Some(tx) = &self.events {
-            tokio::spawn(wait_for_exit(pid, pidfd, tx.clone()));
-        }
+        let process = OwnedProcess::new(pid, pidfd);
+        self.watch_exit(&process);
+        self.owned.insert(pid, process);
         Ok((pid, plan.display))
     }
 
     fn signal(&mut self, pid: u32, signal: i32) {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
+        // Not owned: reaped already (or never ours): nothing to signal.
+        let Some(process) = self.owned.get(&pid).or_else(|| self.adopted.get(&pid)) else {
             return;
         };
-        // SAFETY: signalling a child we have not reaped, so the pid is ours;
-        // for SIGKILL also its process group (setpgid in the child).
-        unsafe {
-            if signal == libc::SIGKILL {
-                libc::kill(-pid, signal);
+        let _ = process.signal(signal);
+        if signal == libc::SIGKILL {
+            let _ = process.signal_group(signal);
+        }
+    }
+
+    fn reap(&mut self, pid: u32) -> Option<i32> {
+        let process = self.owned.remove(&pid)?;
+        match process.try_reap() {
+            Ok(status) => Some(status),
+            Err(process) => {
+                // Not exited after all: watch again.
+                self.watch_exit(&process);
+                self.owned.insert(pid, process);
+                None
             }
-            libc::kill(pid, signal);
         }
     }
 
@@ -191,7 +221,9 @@ impl Children for RealChildren {
 
     fn signal_group(&mut self, pgid: u32, signal: i32) {
         if let Ok(pgid) = libc::pid_t::try_from(pgid) {
-            // SAFETY: kill(2) on a process group; the child made it its own.
+            // SAFETY: kill(2) on the process group of an exited child, only
+            // after `group_alive` found a member in this same step: while a
+            // member lives, the group id cannot be reused.
             unsafe { libc::kill(-pgid, signal) };
         }
     }
@@ -219,48 +251,39 @@ impl Children for RealChildren {
             Some(owner) => !known.contains(&owner),
             None => oldest_known.is_none_or(|oldest| start_time(pid).is_some_and(|t| t < oldest)),
         };
-        children_of_this_process()
+        let found: Vec<u32> = children_of_this_process()
             .into_iter()
-            .filter(|pid| !known.contains(pid))
+            .filter(|pid| !known.contains(pid) && !self.owned.contains_key(pid))
+            .filter(|pid| !self.adopted.contains_key(pid))
             .filter(|&pid| not_theirs(pid))
-            .filter(|&pid| self.alive(pid))
-            .collect()
+            .collect();
+        // Adopted: from here on signalled and reaped through their owner.
+        for pid in found {
+            if let Ok(process) = OwnedProcess::adopt(pid) {
+                self.adopted.insert(pid, process);
+            }
+        }
+        let mut orphans: Vec<u32> = self.adopted.keys().copied().collect();
+        orphans.retain(|&pid| self.alive(pid));
+        orphans
     }
 
     fn alive(&mut self, pid: u32) -> bool {
-        let Ok(raw) = libc::pid_t::try_from(pid) else {
+        if self.owned.contains_key(&pid) {
+            return true; // a child: its exit watch reports when it is not
+        }
+        // An adopted orphan that has exited is reaped here.
+        let Some(process) = self.adopted.remove(&pid) else {
             return false;
         };
-        let mut status = 0;
-        // SAFETY: WNOHANG on a child of ours: reaps it only if it has exited.
-        match unsafe { libc::waitpid(raw, &raw mut status, libc::WNOHANG) } {
-            0 => true,
-            r if r == raw => false,
-            // Not our child (any more): alive if it still exists.
-            // SAFETY: signal 0 only checks that the process exists.
-            _ => unsafe { libc::kill(raw, 0) == 0 },
+        match process.try_reap() {
+            Ok(_) => false,
+            Err(process) => {
+                self.adopted.insert(pid, process);
+                true
+            }
         }
     }
-}
-
-/// Await a child's exit on its pidfd, reap it, report its wait status.
-async fn wait_for_exit(pid: u32, pidfd: OwnedFd, tx: mpsc::UnboundedSender<Event>) {
-    // SAFETY: the OwnedFd stays open and unchanged inside the AsyncFd.
-    if let Ok(fd) = unsafe { AsyncFd::register(pidfd) } {
-        let _ = fd.readable().await;
-    }
-    let mut status = 0;
-    let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    loop {
-        // SAFETY: reaping our own child (the pidfd said it exited).
-        let r = unsafe { libc::waitpid(raw_pid, &raw mut status, 0) };
-        if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
-    let _ = tx.send(Event::Exited { pid, status });
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ impl Driver {
                     Some(Request::Stop) | None => self.engine.begin_shutdown("requested"),
                 },
                 event = self.events.recv() => match event {
-                    Some(Event::Exited { pid, status }) => self.engine.on_exit(pid, status),
+                    Some(Event::Exited { pid }) => self.engine.on_exited(pid),
                     Some(Event::Changed(path)) => self.engine.on_change(path),
                     None => {}
                 },

@@ -53,8 +53,12 @@ pub trait Children {
     /// Would a child started now get another environment (`--env-file`)
     /// than the standby `pid` got?
     fn environment_changed(&mut self, pid: u32) -> bool;
-    /// Send `signal` to the child `pid`. SIGKILL also goes to its group.
+    /// Send `signal` to the child (or adopted orphan) `pid`, not reaped yet;
+    /// SIGKILL also to its group. Nothing, once it is reaped.
     fn signal(&mut self, pid: u32, signal: i32);
+    /// The child `pid` has exited: reap it (only here), its wait status.
+    /// None if it is not an unreaped child of ours, or has not exited.
+    fn reap(&mut self, pid: u32) -> Option<i32>;
     /// Is `pid` a descendant of the child `child` (`--notify-access all`)?
     fn is_descendant(&self, pid: u32, child: u32) -> bool;
     /// Signal what is left of a child's process group (each child leads its
@@ -67,7 +71,8 @@ pub trait Children {
     /// of its children's children, reparented to the launcher (a
     /// subreaper). Exited ones are reaped here.
     fn orphans(&mut self, known: &[u32]) -> Vec<u32>;
-    /// Is the process `pid` alive (an exited child of ours is reaped here)?
+    /// Is the process `pid` alive (an exited orphan is reaped here; a child's
+    /// exit is reported to the driver and reaped by `reap`)?
     fn alive(&mut self, pid: u32) -> bool;
 }
 
@@ -280,10 +285,6 @@ impl<C: Children, K: Clock> Engine<C, K> {
         self.current = Some(child);
         self.publish();
         Ok(())
-    }
-
-    pub fn children(&self) -> &C {
-        &self.children
     }
 
     /// The progress lines since the last call.
@@ -529,7 +530,15 @@ impl<C: Children, K: Clock> Engine<C, K> {
         .flatten()
     }
 
-    /// A child exited (and was reaped) with wait status `status`.
+    /// The child `pid` has exited: reaped now, in the same step as the
+    /// engine forgets it, so no deadline in between can signal its pid.
+    pub fn on_exited(&mut self, pid: u32) {
+        if let Some(status) = self.children.reap(pid) {
+            self.on_exit(pid, status);
+        }
+    }
+
+    /// A child exited and was reaped with wait status `status`.
     pub fn on_exit(&mut self, pid: u32, status: i32) {
         self.clean_up_after(pid);
         if self.standby.as_ref().is_some_and(|s| s.child.pid == pid) {

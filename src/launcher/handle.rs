@@ -8,6 +8,7 @@
 //! exits, so forking from a pool thread that later retires would kill the
 //! child for nothing.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -32,7 +33,10 @@ pub(super) enum Request {
 }
 
 pub(super) enum Event {
-    Exited { pid: u32, status: i32 },
+    /// A child has exited (not reaped yet: `Children::reap` does that).
+    Exited {
+        pid: u32,
+    },
     Changed(PathBuf),
 }
 
@@ -71,6 +75,8 @@ impl Launcher {
             standby: uses_standby(&config),
             standby_env: None,
             events: None,
+            owned: HashMap::new(),
+            adopted: HashMap::new(),
         };
         if config.subreaper {
             become_subreaper()?;

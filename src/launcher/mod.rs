@@ -4,6 +4,7 @@
 //! - `spec`: the `-s [NAME=][KIND::]ADDRESS` syntax;
 //! - `open`: opening (and cleaning up) the held sockets;
 //! - `spawn`: fork/exec with the sockets at 3.. and the child's own `LISTEN_PID`;
+//! - `process`: one child process owned: its pid and pidfd, signals, the reap;
 //! - `signals`: signal names and wait statuses;
 //! - `watch`: file watching and ignore rules;
 //! - `fdstore`: the fds children store with `FDSTORE=1`;
@@ -22,6 +23,8 @@ pub mod fdstore;
 #[cfg(target_os = "linux")]
 pub mod handle;
 pub mod open;
+#[cfg(target_os = "linux")]
+mod process;
 #[cfg(target_os = "linux")]
 pub mod signals;
 #[cfg(target_os = "linux")]

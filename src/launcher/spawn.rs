@@ -228,7 +228,15 @@ impl ChildPlan {
         // SAFETY: plain syscall; the child is not reaped yet, so the pid is ours.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if pidfd < 0 {
-            return Err(Error::os("pidfd_open", io::Error::last_os_error()));
+            let error = io::Error::last_os_error();
+            let mut status = 0;
+            // SAFETY: our unreaped child, which no one will own: killed, then
+            // reaped (at once: SIGKILL cannot be caught).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &raw mut status, 0);
+            }
+            return Err(Error::os("pidfd_open", error));
         }
         // SAFETY: pidfd_open returned a new fd (opened with O_CLOEXEC by the kernel).
         Ok((pid as u32, unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) }))

@@ -28,6 +28,10 @@ struct World {
     env_changed: bool,
     /// child -> its descendants
     descendants: HashMap<u32, Vec<u32>>,
+    /// Children that exited, not reaped yet: their wait status.
+    exited: HashMap<u32, i32>,
+    /// Children reaped: never to be signalled again.
+    reaped: Vec<u32>,
 }
 
 #[derive(Clone, Default)]
@@ -56,10 +60,20 @@ impl Children for FakeChildren {
     }
     fn signal(&mut self, pid: u32, signal: i32) {
         let mut w = self.0.borrow_mut();
+        assert!(
+            !w.reaped.contains(&pid),
+            "signal {signal} to pid {pid}, reaped already"
+        );
         w.signals.push((pid, signal));
         if signal == libc::SIGKILL {
             w.orphans.retain(|&p| p != pid);
         }
+    }
+    fn reap(&mut self, pid: u32) -> Option<i32> {
+        let mut w = self.0.borrow_mut();
+        let status = w.exited.remove(&pid)?;
+        w.reaped.push(pid);
+        Some(status)
     }
     fn is_descendant(&self, pid: u32, child: u32) -> bool {
         self.0
@@ -161,6 +175,11 @@ impl Harness {
     fn ready(&mut self, pid: u32) {
         self.engine.on_notification(ready_msg(pid));
     }
+    /// The child `pid` exits with wait status `status`; the driver hears it.
+    fn exit(&mut self, pid: u32, status: i32) {
+        self.world.borrow_mut().exited.insert(pid, status);
+        self.engine.on_exited(pid);
+    }
     fn restart(&mut self) -> oneshot::Receiver<RestartResult> {
         let (tx, rx) = oneshot::channel();
         self.engine.request_restart(tx);
@@ -224,7 +243,7 @@ fn overlap_hands_off_on_ready() {
         answer.try_recv().is_err(),
         "not done while the old one still runs"
     );
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(
         answer.try_recv(),
         Ok(Ok(102)),
@@ -233,6 +252,40 @@ fn overlap_hands_off_on_ready() {
     assert!(h
         .log()
         .contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
+}
+
+/// The window one owner per child closes: a stopping child exits just
+/// before its SIGKILL deadline. Exited but not heard of yet, it still gets
+/// the SIGKILL (its pid is ours until the reap: harmless); heard of, it is
+/// reaped in that same step and the deadline signals nothing at all (the
+/// fake fails on any signal to a reaped pid).
+#[test]
+fn a_stop_deadline_after_the_exit_signals_nothing() {
+    let mut h = started(RestartMode::Overlap);
+    h.ready(101);
+    let _answer = h.restart();
+    h.ready(102);
+    assert_eq!(h.signals(), [(101, TERM)]);
+    h.advance(Duration::from_millis(9_990));
+    h.exit(101, killed(TERM));
+    h.advance(Duration::from_millis(20));
+    assert_eq!(h.signals(), [(101, TERM)], "no SIGKILL after the reap");
+
+    let _answer = h.restart();
+    h.ready(103);
+    assert_eq!(h.signals()[1..], [(102, TERM)]);
+    // It exits; the deadline fires before the driver hears of it.
+    h.world.borrow_mut().exited.insert(102, killed(TERM));
+    h.advance(Duration::from_secs(10));
+    assert_eq!(
+        h.signals()[2..],
+        [(102, KILL)],
+        "not reaped yet: still ours"
+    );
+    h.engine.on_exited(102);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.signals()[2..], [(102, KILL)], "nothing after the reap");
+    assert_eq!(h.world.borrow().reaped, [101, 102]);
 }
 
 #[test]
@@ -247,7 +300,7 @@ fn stop_start_stops_first() {
         "nothing starts before the old one is gone"
     );
     assert_eq!(h.status().pid, None);
-    h.engine.on_exit(101, exited(0));
+    h.exit(101, exited(0));
     assert_eq!(h.spawned(), [101, 102]);
     h.ready(102);
     assert_eq!(answer.try_recv(), Ok(Ok(102)));
@@ -258,7 +311,7 @@ fn new_child_failing_before_ready_keeps_the_old_one() {
     let mut h = started(RestartMode::Overlap);
     h.ready(101);
     let mut answer = h.restart();
-    h.engine.on_exit(102, exited(3));
+    h.exit(102, exited(3));
     let why = answer.try_recv().unwrap().unwrap_err();
     assert_eq!(
         why,
@@ -311,8 +364,8 @@ fn sighup_during_a_hand_off_supersedes_the_pending_child() {
     h.ready(103);
     assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
     assert_eq!(h.status().pid, Some(103));
-    h.engine.on_exit(102, killed(TERM));
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(102, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(
         first.try_recv(),
         Ok(Ok(103)),
@@ -325,16 +378,16 @@ fn sighup_during_a_hand_off_supersedes_the_pending_child() {
 fn crash_backs_off_and_a_change_restarts_at_once() {
     let mut h = started(RestartMode::Overlap);
     h.ready(101);
-    h.engine.on_exit(101, killed(KILL));
+    h.exit(101, killed(KILL));
     assert_eq!(h.status().pid, None);
     assert!(h.log().contains("restarting in 0.1s"));
     h.advance(Duration::from_millis(100));
     assert_eq!(h.spawned(), [101, 102]);
     // Crashing before ready doubles the back-off each time.
-    h.engine.on_exit(102, exited(1));
+    h.exit(102, exited(1));
     assert!(h.log().contains("restarting in 0.2s"));
     h.advance(Duration::from_millis(200));
-    h.engine.on_exit(103, exited(1));
+    h.exit(103, exited(1));
     assert!(h.log().contains("restarting in 0.4s"));
     // A file change does not wait for the back-off.
     h.engine.on_change("app.py".into());
@@ -342,7 +395,7 @@ fn crash_backs_off_and_a_change_restarts_at_once() {
     assert_eq!(h.spawned(), [101, 102, 103, 104]);
     assert!(h.log().contains("restarting: app.py changed"));
     h.ready(104);
-    h.engine.on_exit(104, exited(1));
+    h.exit(104, exited(1));
     assert!(
         h.log().contains("restarting in 0.1s"),
         "ready resets the back-off"
@@ -382,9 +435,9 @@ fn stop_during_a_hand_off_stops_both_and_returns_the_current_status() {
     signalled.sort_unstable();
     assert_eq!(signalled, [(101, TERM), (102, TERM)]);
     assert!(!h.engine.finished());
-    h.engine.on_exit(102, killed(TERM));
+    h.exit(102, killed(TERM));
     assert!(!h.engine.finished());
-    h.engine.on_exit(101, exited(7));
+    h.exit(101, exited(7));
     assert!(h.engine.finished());
     assert_eq!(h.engine.exit_code(), 7, "the serving child's status");
     h.engine.on_hangup();
@@ -434,7 +487,7 @@ fn a_spawn_failure_keeps_the_old_child_or_backs_off() {
     h.ready(101);
     h.world.borrow_mut().fail_spawn = true;
     drop(h.restart());
-    h.engine.on_exit(101, exited(0));
+    h.exit(101, exited(0));
     assert!(h.log().contains("cannot start the child"));
     h.world.borrow_mut().fail_spawn = false;
     h.advance(Duration::from_millis(100));
@@ -513,7 +566,7 @@ fn upstream_relay_of_an_overlap_hand_off() {
         upstream(&mut h),
         ["STATUS=new", "WATCHDOG=1", "ExtendTimeout(\"5000000\")"]
     );
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(
         upstream(&mut h),
         ["Ready"],
@@ -534,7 +587,7 @@ fn upstream_relay_of_a_failed_hand_off_and_of_stop_start() {
     h.ready(101);
     upstream(&mut h);
     drop(h.restart());
-    h.engine.on_exit(102, exited(1));
+    h.exit(102, exited(1));
     assert_eq!(
         upstream(&mut h),
         ["Reloading", "Ready"],
@@ -545,7 +598,7 @@ fn upstream_relay_of_a_failed_hand_off_and_of_stop_start() {
     h.ready(101);
     upstream(&mut h);
     let mut answer = h.restart();
-    h.engine.on_exit(101, exited(0));
+    h.exit(101, exited(0));
     assert_eq!(upstream(&mut h), ["Reloading"]);
     h.ready(102);
     assert_eq!(upstream(&mut h), ["Ready"]);
@@ -601,7 +654,7 @@ fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
         h.world.borrow().standbys == [102],
         "not before the old one is gone"
     );
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(h.world.borrow().standbys, [102, 103]);
     h.engine.on_notification(waiting(103));
     change(&mut h);
@@ -612,7 +665,7 @@ fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
 fn after_an_edit_that_breaks_the_app_a_standby_waits_for_the_fix() {
     let mut h = with_standby(true);
     change(&mut h);
-    h.engine.on_exit(102, exited(1)); // SyntaxError in the edited app
+    h.exit(102, exited(1)); // SyntaxError in the edited app
     assert!(h.log().contains("pid 101 keeps serving"));
     assert_eq!(h.world.borrow().standbys, [102, 103]);
     h.engine.on_notification(waiting(103));
@@ -637,7 +690,7 @@ fn no_standby_for_a_command_that_does_not_say_it_supports_one() {
     h.ready(101);
     change(&mut h);
     h.ready(102);
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert!(h.world.borrow().standbys.is_empty());
     assert_eq!(h.signals(), [(101, TERM)]);
 
@@ -697,19 +750,19 @@ fn a_standby_that_serves_unwoken_is_stopped_and_not_tried_again() {
     assert_eq!(h.status().pid, Some(101));
     change(&mut h);
     h.engine.on_notification(supported_ready(103));
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(h.world.borrow().standbys, [102], "no standby any more");
 }
 
 #[test]
 fn a_standby_that_exits_is_replaced_after_the_next_hand_off() {
     let mut h = with_standby(true);
-    h.engine.on_exit(102, exited(1));
+    h.exit(102, exited(1));
     assert!(h.log().contains("standby pid 102 exited"));
     change(&mut h);
     assert_eq!(h.spawned(), [101, 102, 103], "a cold start");
     h.engine.on_notification(supported_ready(103));
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(h.world.borrow().standbys, [102, 104]);
 }
 
@@ -718,9 +771,9 @@ fn shutdown_stops_the_standby_too() {
     let mut h = with_standby(true);
     h.engine.begin_shutdown("SIGTERM");
     assert_eq!(h.signals(), [(102, TERM), (101, TERM)]);
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert!(!h.engine.finished());
-    h.engine.on_exit(102, killed(TERM));
+    h.exit(102, killed(TERM));
     assert!(h.engine.finished());
 }
 
@@ -753,7 +806,7 @@ fn what_an_exited_child_left_in_its_group_is_stopped_then_killed() {
     h.ready(102);
     // The old child leaves a helper behind in its group.
     h.world.borrow_mut().groups.insert(101, Vec::new());
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     assert_eq!(h.world.borrow().groups[&101], [TERM]);
     h.advance(Duration::from_secs(5));
     assert_eq!(h.world.borrow().groups[&101], [TERM], "not yet");
@@ -766,7 +819,7 @@ fn what_an_exited_child_left_in_its_group_is_stopped_then_killed() {
     // A group that empties by itself is just forgotten.
     h.world.borrow_mut().groups.insert(102, Vec::new());
     h.engine.begin_shutdown("SIGTERM");
-    h.engine.on_exit(102, exited(0));
+    h.exit(102, exited(0));
     assert!(!h.engine.finished(), "not while its group has processes");
     h.world.borrow_mut().groups.remove(&102);
     h.advance(GROUP_POLL);
@@ -779,7 +832,7 @@ fn orphans_of_an_exited_child_are_stopped_too() {
     h.ready(101);
     // 101 forked a daemon (pid 500, its own session) and crashed.
     h.world.borrow_mut().orphans.push(500);
-    h.engine.on_exit(101, killed(libc::SIGSEGV));
+    h.exit(101, killed(libc::SIGSEGV));
     assert_eq!(h.signals(), [(500, TERM)]);
     assert!(h
         .log()
@@ -802,9 +855,9 @@ fn the_new_childs_orphans_outlive_the_old_child() {
         .orphan_owners
         .extend([(500, 101), (501, 102)]);
     assert_eq!(h.signals(), [(101, TERM)]);
-    h.engine.on_exit(101, killed(libc::SIGTERM));
+    h.exit(101, killed(libc::SIGTERM));
     assert_eq!(h.signals(), [(101, TERM), (500, TERM)]);
-    h.engine.on_exit(102, exited(0));
+    h.exit(102, exited(0));
     assert_eq!(h.signals(), [(101, TERM), (500, TERM), (501, TERM)]);
 }
 
@@ -821,13 +874,13 @@ fn the_serving_childs_preload_goes_to_the_next_standby_only() {
     h.engine
         .on_notification(preload(102, "fastapi pydantic django"));
     h.engine.on_notification(supported_ready(102));
-    h.engine.on_exit(101, killed(TERM));
+    h.exit(101, killed(TERM));
     h.engine.on_notification(waiting(103));
     let too_big = "m ".repeat(standby::MAX_PRELOAD_BYTES);
     change(&mut h);
     h.engine.on_notification(preload(103, &too_big));
     h.engine.on_notification(supported_ready(103));
-    h.engine.on_exit(102, killed(TERM));
+    h.exit(102, killed(TERM));
     let preloads = h.world.borrow().preloads.clone();
     assert_eq!(
         preloads,
