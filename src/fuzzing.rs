@@ -188,7 +188,7 @@ pub fn check_notification(data: &[u8]) {
         fds: Vec::new(),
     });
     assert_eq!(status.borrow().ready, is_ready);
-    let _ = engine.take_log();
+    let _ = engine.take_events();
     let _ = engine.take_upstream();
 }
 

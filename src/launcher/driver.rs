@@ -116,9 +116,9 @@ impl Driver {
     }
 
     fn flush_log(&mut self) {
-        for line in self.engine.take_log() {
-            if self.shown.is_some_and(|least| line.level >= least) {
-                eprintln!("listenfd: {}", line.text);
+        for event in self.engine.take_events() {
+            if self.shown.is_some_and(|least| event.level() >= least) {
+                eprintln!("listenfd: {event}");
             }
         }
         let notices = self.engine.take_upstream();

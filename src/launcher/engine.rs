@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
+pub use self::events::{Dropped, Event, Failure, Level, ReadyBy, RestartReason};
+use self::phase::Phase;
 use super::fdstore::FdStore;
-use super::signals::describe_status;
 use super::RestartMode;
 use crate::error::Result;
 
@@ -110,24 +111,6 @@ pub struct Policy {
     pub preload: bool,
 }
 
-/// How much a progress line matters: `listenfd run --watch` without `-v`
-/// prints outcomes only (`Config::quiet`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// A step on the way: started, signalled, stopped, notified.
-    Progress,
-    /// What the user waits for or must act on: an edit served, a failure,
-    /// the launcher stopping.
-    Outcome,
-}
-
-/// One progress line, taken by the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    pub level: Level,
-    pub text: String,
-}
-
 /// What an embedded user (the Python `Launcher`) can see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
@@ -177,7 +160,7 @@ struct Lingering {
 /// left the group (a daemon that called setsid) and came back to the
 /// launcher as its subreaper.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Leftover {
+pub enum Leftover {
     Group(u32),
     Orphan(u32),
 }
@@ -217,8 +200,8 @@ pub struct Engine<C: Children, K: Clock> {
     policy: Policy,
     children: C,
     clock: K,
-    /// Progress lines, taken by the driver (`take_log`).
-    log: Vec<LogLine>,
+    /// What happened, taken by the driver (`take_events`).
+    events: Vec<Event>,
     /// For the launcher's own service manager, taken by the driver.
     upstream: Vec<Upstream>,
     /// RELOADING=1 went up and READY=1 has not followed yet.
@@ -230,23 +213,19 @@ pub struct Engine<C: Children, K: Clock> {
     /// fds children stored with FDSTORE=1, passed to every later child.
     pub fd_store: FdStore,
     status: watch::Sender<Status>,
+    /// What is under way, and the children only it has (`phase.rs`).
+    phase: Phase,
     current: Option<Child>,
-    pending: Option<Child>,
     stopping: HashMap<u32, Child>,
-    /// stop-start: the pid whose exit starts the next child.
-    start_after: Option<u32>,
     waiters: Vec<oneshot::Sender<RestartResult>>,
     /// A file change waiting out the debounce: when it is due, the file,
     /// when the first change of the burst was seen.
     change: Option<(Instant, PathBuf, Instant)>,
-    standby: Option<Standby>,
     /// The command's children said they can stand by.
     standby_supported: bool,
     /// What the serving child said a standby should preload.
     preload: String,
-    auto_restart_at: Option<Instant>,
     backoff: Duration,
-    shutting_down: bool,
     last_status: Option<i32>,
 }
 
@@ -256,25 +235,21 @@ impl<C: Children, K: Clock> Engine<C, K> {
             policy,
             children,
             clock,
-            log: Vec::new(),
+            events: Vec::new(),
             upstream: Vec::new(),
             reloading: false,
             retiring: None,
             lingering: HashMap::new(),
             fd_store: FdStore::default(),
             status,
+            phase: Phase::steady(),
             current: None,
-            pending: None,
             stopping: HashMap::new(),
-            start_after: None,
             waiters: Vec::new(),
             change: None,
-            standby: None,
             standby_supported: false,
             preload: String::new(),
-            auto_restart_at: None,
             backoff: FIRST_BACKOFF,
-            shutting_down: false,
             last_status: None,
         }
     }
@@ -287,9 +262,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
         Ok(())
     }
 
-    /// The progress lines since the last call.
-    pub fn take_log(&mut self) -> Vec<LogLine> {
-        std::mem::take(&mut self.log)
+    /// What happened since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// What to tell the launcher's own service manager, since the last call.
@@ -307,10 +282,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     /// A hand-off failed; the old child keeps serving.
-    fn handoff_failed(&mut self, why: &str) {
-        self.tell(why.to_owned());
-        self.record_failure(why);
-        self.fail_waiters(why);
+    fn handoff_failed(&mut self, failure: Failure) {
+        let why = failure.to_string();
+        self.report(Event::HandoffFailed(failure));
+        self.record_failure(&why);
+        self.fail_waiters(&why);
         if self.reloading && self.current.as_ref().is_some_and(|c| c.ready) {
             self.reloading = false;
             self.upstream.push(Upstream::Ready);
@@ -321,18 +297,8 @@ impl<C: Children, K: Clock> Engine<C, K> {
         }
     }
 
-    fn say(&mut self, message: impl Into<String>) {
-        self.log.push(LogLine {
-            level: Level::Progress,
-            text: message.into(),
-        });
-    }
-
-    fn tell(&mut self, message: impl Into<String>) {
-        self.log.push(LogLine {
-            level: Level::Outcome,
-            text: message.into(),
-        });
+    fn report(&mut self, event: Event) {
+        self.events.push(event);
     }
 
     fn publish(&self) {
@@ -344,8 +310,8 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     fn spawn_child(&mut self) -> Result<Child> {
-        let (pid, display) = self.children.spawn(&self.fd_store, Start::Cold)?;
-        self.say(format!("started pid {pid}: {display}"));
+        let (pid, command) = self.children.spawn(&self.fd_store, Start::Cold)?;
+        self.report(Event::Started { pid, command });
         Ok(self.new_child(pid))
     }
 
@@ -361,7 +327,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     fn stop_child(&mut self, mut child: Child, why: &str) {
-        self.say(format!("stopping pid {} ({why})", child.pid));
+        self.report(Event::Stopping {
+            pid: child.pid,
+            why: why.to_owned(),
+        });
         self.children.signal(child.pid, self.policy.stop_signal);
         child.kill_at = Some(self.clock.now() + self.policy.stop_timeout);
         self.stopping.insert(child.pid, child);
@@ -388,17 +357,17 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     /// A restart asked for by an API user; `waiter` gets the outcome.
     pub fn request_restart(&mut self, waiter: oneshot::Sender<RestartResult>) {
-        if self.shutting_down {
+        if self.shutting_down() {
             let _ = waiter.send(Err("the launcher is stopping".into()));
             return;
         }
         self.waiters.push(waiter);
-        self.begin_restart("requested");
+        self.begin_restart(RestartReason::Requested);
     }
 
     /// SIGHUP.
     pub fn on_hangup(&mut self) {
-        self.begin_restart("SIGHUP");
+        self.begin_restart(RestartReason::Hangup);
     }
 
     /// A watched file changed: restart once changes stop for `debounce`.
@@ -410,27 +379,28 @@ impl<C: Children, K: Clock> Engine<C, K> {
         self.change = Some((now + self.policy.debounce, path, first));
     }
 
-    fn begin_restart(&mut self, reason: &str) {
-        if self.shutting_down {
-            return;
+    fn begin_restart(&mut self, reason: RestartReason) {
+        match self.phase {
+            Phase::ShuttingDown { .. } => return,
+            Phase::StopStart { .. } => {
+                // The child started once the old one is gone serves this one too.
+                self.report(Event::Restarting(reason));
+                return;
+            }
+            Phase::Steady { .. } | Phase::Starting { .. } => {}
         }
-        let line = format!("restarting: {reason}");
-        if reason.ends_with(" changed") {
-            self.say(line);
-        } else {
-            self.tell(line);
-        }
+        self.report(Event::Restarting(reason));
         self.announce_restart();
         // A restart that is not for a file change may be for what a standby
         // already holds (upgraded packages, the environment): start afresh.
         self.stop_standby("a cold restart");
-        if let Some(pending) = self.pending.take() {
+        if let Some(pending) = self.take_pending() {
             self.stop_child(pending, "superseded by a newer restart");
         }
         let overlap = self.policy.restart_mode == RestartMode::Overlap;
         match self.current.take() {
             Some(old) if !overlap => {
-                self.start_after = Some(old.pid);
+                self.phase = Phase::StopStart { after: old.pid };
                 self.stop_child(old, "stop-start restart");
                 self.publish();
             }
@@ -445,7 +415,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// A restart begins: the back-off is over, the line is logged, and the
     /// service manager hears RELOADING=1 (once per hand-off).
     fn announce_restart(&mut self) {
-        self.auto_restart_at = None;
+        self.set_restart_at(None);
         if self.current.is_some() && !self.reloading {
             self.reloading = true;
             self.upstream.push(Upstream::Reloading);
@@ -455,10 +425,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// Overlap: start the new child beside the serving one.
     fn start_pending(&mut self) {
         match self.spawn_child() {
-            Ok(child) => self.pending = Some(child),
-            Err(e) => self.handoff_failed(&format!(
-                "cannot start the new child: {e}; the old one keeps serving"
-            )),
+            Ok(child) => self.phase = Phase::Starting { pending: child },
+            Err(e) => self.handoff_failed(Failure::CannotStart {
+                error: e.to_string(),
+            }),
         }
     }
 
@@ -469,7 +439,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 self.publish();
             }
             Err(e) => {
-                self.tell(format!("cannot start the child: {e}"));
+                self.report(Event::CannotStart {
+                    error: e.to_string(),
+                });
                 self.fail_waiters(&e.to_string());
                 self.schedule_auto_restart();
             }
@@ -477,22 +449,18 @@ impl<C: Children, K: Clock> Engine<C, K> {
     }
 
     fn schedule_auto_restart(&mut self) {
-        self.auto_restart_at = Some(self.clock.now() + self.backoff);
-        self.tell(format!("restarting in {:.1}s", self.backoff.as_secs_f64()));
+        self.set_restart_at(Some(self.clock.now() + self.backoff));
+        self.report(Event::RestartingIn(self.backoff));
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
-    fn mark_ready(&mut self, pid: u32, how: &str) {
-        if self.pending.as_ref().is_some_and(|p| p.pid == pid) {
-            let mut new = self.pending.take().expect("checked");
+    fn mark_ready(&mut self, pid: u32, by: ReadyBy) {
+        if let Some(mut new) = self.take_pending_if(|p| p.pid == pid) {
             new.ready = true;
-            self.say(format!("pid {pid} is ready ({how})"));
+            self.report(Event::NewChildReady { pid, by });
             if let Some((first_seen, path)) = new.serves_change.take() {
                 let took = self.clock.now().saturating_duration_since(first_seen);
-                self.tell(format!(
-                    "{path} changed -> served by pid {pid} in {} ms",
-                    took.as_millis()
-                ));
+                self.report(Event::ChangeServed { path, pid, took });
             }
             if let Some(old) = self.current.take() {
                 // The hand-off ends when the old child has exited.
@@ -509,7 +477,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             }
         } else if let Some(current) = self.current.as_mut().filter(|c| c.pid == pid && !c.ready) {
             current.ready = true;
-            self.tell(format!("pid {pid} is ready ({how})"));
+            self.report(Event::Ready { pid, by });
             self.settled(pid);
         } else {
             return;
@@ -522,9 +490,9 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// the standby.
     fn running(&self) -> impl Iterator<Item = &Child> {
         [
-            self.pending.as_ref(),
+            self.pending(),
             self.current.as_ref(),
-            self.standby.as_ref().map(|s| &s.child),
+            self.standby().map(|s| &s.child),
         ]
         .into_iter()
         .flatten()
@@ -541,66 +509,55 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// A child exited and was reaped with wait status `status`.
     pub fn on_exit(&mut self, pid: u32, status: i32) {
         self.clean_up_after(pid);
-        if self.standby.as_ref().is_some_and(|s| s.child.pid == pid) {
+        if self.standby().is_some_and(|s| s.child.pid == pid) {
             // The next hand-off starts another one.
-            self.standby = None;
-            self.tell(format!(
-                "standby pid {pid} exited ({}); cold starts until the next one",
-                describe_status(status)
-            ));
+            self.take_standby();
+            self.report(Event::StandbyExited { pid, status });
             return;
         }
         if self.stopping.remove(&pid).is_some() {
-            self.say(format!("pid {pid} stopped ({})", describe_status(status)));
+            self.report(Event::Stopped { pid, status });
             if let Some(retiring) = self.retiring.take_if(|r| r.pid == pid) {
                 let serving = self.current.as_ref().map(|c| c.pid);
                 match serving {
                     // A newer hand-off has begun meanwhile: it ends later.
-                    Some(new) if self.pending.is_none() => {
+                    Some(new) if self.pending().is_none() => {
                         self.waiters.extend(retiring.waiters);
                         self.settled(new);
                     }
                     _ => self.waiters.extend(retiring.waiters),
                 }
             }
-            if self.start_after == Some(pid) {
-                self.start_after = None;
-                if self.shutting_down {
-                    self.last_status = Some(status);
-                } else {
+            match self.phase {
+                Phase::StopStart { after } if after == pid => {
+                    self.phase = Phase::steady();
                     self.start_now();
                 }
+                Phase::ShuttingDown { last: Some(last) } if last == pid => {
+                    self.last_status = Some(status);
+                }
+                _ => {}
             }
             return;
         }
-        if let Some(pending) = self.pending.take_if(|p| p.pid == pid) {
-            let old = self
-                .current
-                .as_ref()
-                .map_or("none".into(), |c| c.pid.to_string());
-            let change = pending
-                .serves_change
-                .map_or(String::new(), |(_, path)| format!("{path} changed -> "));
-            let why = format!(
-                "{change}the new child pid {pid} exited before it was ready ({}); pid {old} keeps serving",
-                describe_status(status)
-            );
-            self.handoff_failed(&why);
+        if let Some(pending) = self.take_pending_if(|p| p.pid == pid) {
+            self.handoff_failed(Failure::ExitedBeforeReady {
+                pid,
+                status,
+                serving: self.current.as_ref().map(|c| c.pid),
+                change: pending.serves_change.map(|(_, path)| path),
+            });
             return;
         }
         if self.current.as_ref().is_some_and(|c| c.pid == pid) {
             let child = self.current.take().expect("checked");
             self.last_status = Some(status);
-            if self.shutting_down {
+            if self.shutting_down() {
                 return;
             }
             let lived = self.clock.now().saturating_duration_since(child.started);
-            self.tell(format!(
-                "pid {pid} exited by itself ({}) after {:.1}s",
-                describe_status(status),
-                lived.as_secs_f64()
-            ));
-            if let Some(pending) = self.pending.take() {
+            self.report(Event::ExitedByItself { pid, status, lived });
+            if let Some(pending) = self.take_pending() {
                 self.current = Some(pending);
                 self.publish();
                 return;
@@ -609,7 +566,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             if !child.ready {
                 let why = format!(
                     "pid {pid} exited before it was ready ({})",
-                    describe_status(status)
+                    super::signals::describe_status(status)
                 );
                 self.record_failure(&why);
                 self.fail_waiters(&why);
@@ -620,8 +577,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
 }
 
 mod deadlines;
+mod events;
 mod leftovers;
 mod notifications;
+mod phase;
 mod standing_by;
 
 #[cfg(test)]

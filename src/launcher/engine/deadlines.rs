@@ -4,29 +4,36 @@
 
 use std::time::Instant;
 
-use super::{Children, Clock, Engine, Leftover, Lingering, Upstream, GROUP_POLL};
+use super::{
+    Children, Clock, Engine, Event, Failure, Leftover, Lingering, Phase, ReadyBy, Upstream,
+    GROUP_POLL,
+};
 use crate::launcher::signals::exit_code;
 
 impl<C: Children, K: Clock> Engine<C, K> {
     /// SIGINT, SIGTERM, or a stop request: stop every child, then finish.
     pub fn begin_shutdown(&mut self, why: &str) {
-        if self.shutting_down {
-            return;
-        }
-        self.shutting_down = true;
-        self.tell(format!("stopping ({why})"));
+        let mut last = match self.phase {
+            Phase::ShuttingDown { .. } => return,
+            // The old child of a stop-start restart served last.
+            Phase::StopStart { after } => Some(after),
+            Phase::Steady { .. } | Phase::Starting { .. } => None,
+        };
+        self.report(Event::ShuttingDown {
+            why: why.to_owned(),
+        });
         self.upstream.push(Upstream::Stopping);
-        self.auto_restart_at = None;
         self.change = None;
-        if let Some(p) = self.pending.take() {
+        if let Some(p) = self.take_pending() {
             self.stop_child(p, why);
         }
         self.stop_standby(why);
         if let Some(c) = self.current.take() {
             // Its status is the launcher's exit status.
-            self.start_after = Some(c.pid);
+            last = Some(c.pid);
             self.stop_child(c, why);
         }
+        self.phase = Phase::ShuttingDown { last };
         self.fail_waiters("the launcher is stopping");
         if let Some(retiring) = self.retiring.take() {
             for w in retiring.waiters {
@@ -39,7 +46,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// When `on_deadline` wants to be called next.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadlines = Vec::new();
-        if let Some(p) = &self.pending {
+        if let Some(p) = self.pending() {
             deadlines.push(p.started + self.policy.ready_timeout);
             if !p.notifies {
                 deadlines.push(p.started + self.policy.ready_delay);
@@ -51,7 +58,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
         deadlines.extend(self.stopping.values().filter_map(|c| c.kill_at));
         deadlines.extend(self.lingering.values().map(|l| l.look_at.min(l.kill_at)));
         deadlines.extend(self.change.as_ref().map(|(at, _, _)| *at));
-        deadlines.extend(self.auto_restart_at);
+        deadlines.extend(self.restart_at());
         deadlines.into_iter().min()
     }
 
@@ -67,10 +74,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             if !self.leftover_alive(leftover) {
                 self.lingering.remove(&leftover);
             } else if lingering.kill_at <= now {
-                self.say(match leftover {
-                    Leftover::Group(g) => format!("pid {g}'s group did not stop: SIGKILL"),
-                    Leftover::Orphan(p) => format!("orphan pid {p} did not stop: SIGKILL"),
-                });
+                self.report(Event::LeftoverKilled(leftover));
                 self.signal_leftover(leftover, libc::SIGKILL);
                 self.lingering.remove(&leftover);
             } else if let Some(l) = self.lingering.get_mut(&leftover) {
@@ -87,38 +91,30 @@ impl<C: Children, K: Clock> Engine<C, K> {
             if let Some(child) = self.stopping.get_mut(&pid) {
                 child.kill_at = None;
             }
-            let secs = self.policy.stop_timeout.as_secs_f64();
-            self.tell(format!("pid {pid} did not stop within {secs:.1}s: SIGKILL"));
+            self.report(Event::StopTimedOut {
+                pid,
+                after: self.policy.stop_timeout,
+            });
             self.children.signal(pid, libc::SIGKILL);
         }
-        if let Some(p) = &self.pending {
+        if let Some(p) = self.pending() {
             let pid = p.pid;
             if !p.notifies && now >= p.started + self.policy.ready_delay {
-                let delay = self.policy.ready_delay.as_secs_f64();
-                self.mark_ready(
-                    pid,
-                    &format!("no notification within --ready-delay {delay}s"),
-                );
+                self.mark_ready(pid, ReadyBy::Delay(self.policy.ready_delay));
             } else if now >= p.started + self.policy.ready_timeout {
-                let p = self.pending.take().expect("checked");
-                let why = format!(
-                    "the new child pid {} was not ready within --ready-timeout {:.1}s; \
-                     the old one keeps serving",
-                    p.pid,
-                    self.policy.ready_timeout.as_secs_f64()
-                );
+                let p = self.take_pending().expect("checked");
+                let failure = Failure::NotReadyInTime {
+                    pid: p.pid,
+                    timeout: self.policy.ready_timeout,
+                };
                 self.stop_child(p, "not ready in time");
-                self.handoff_failed(&why);
+                self.handoff_failed(failure);
             }
         }
         if let Some(c) = self.current.as_ref().filter(|c| !c.ready && !c.notifies) {
             if now >= c.started + self.policy.ready_delay {
                 let pid = c.pid;
-                let delay = self.policy.ready_delay.as_secs_f64();
-                self.mark_ready(
-                    pid,
-                    &format!("no notification within --ready-delay {delay}s"),
-                );
+                self.mark_ready(pid, ReadyBy::Delay(self.policy.ready_delay));
             }
         }
         if let Some((at, path, first)) = self.change.take() {
@@ -128,17 +124,16 @@ impl<C: Children, K: Clock> Engine<C, K> {
                 self.change = Some((at, path, first));
             }
         }
-        if self.auto_restart_at.is_some_and(|at| at <= now) {
-            self.auto_restart_at = None;
+        if self.restart_at().is_some_and(|at| at <= now) {
+            self.set_restart_at(None);
             self.start_now();
         }
     }
 
     /// Shut down and every child reaped: the driver may return.
     pub fn finished(&self) -> bool {
-        self.shutting_down
+        self.shutting_down()
             && self.current.is_none()
-            && self.pending.is_none()
             && self.stopping.is_empty()
             && self.lingering.is_empty()
     }

@@ -1,7 +1,7 @@
 //! What an exited child leaves behind: processes in its group, orphans
 //! reparented to the launcher; stopped, then killed.
 
-use super::{Children, Clock, Engine, Leftover, Lingering, GROUP_POLL};
+use super::{Children, Clock, Engine, Event, Leftover, Lingering, GROUP_POLL};
 
 impl<C: Children, K: Clock> Engine<C, K> {
     /// A child is gone: stop what it left behind, in its process group or
@@ -21,18 +21,13 @@ impl<C: Children, K: Clock> Engine<C, K> {
             leftovers.push(Leftover::Orphan(orphan));
         }
         let now = self.clock.now();
-        let secs = self.policy.stop_timeout.as_secs_f64();
         for leftover in leftovers {
             if self.lingering.contains_key(&leftover) {
                 continue;
             }
-            self.say(match leftover {
-                Leftover::Group(g) => {
-                    format!("pid {g} left processes in its group: stopping them (SIGKILL in {secs:.1}s)")
-                }
-                Leftover::Orphan(p) => {
-                    format!("orphan pid {p} (a child's child): stopping it (SIGKILL in {secs:.1}s)")
-                }
+            self.report(Event::LeftoverStopping {
+                leftover,
+                kill_in: self.policy.stop_timeout,
             });
             self.signal_leftover(leftover, self.policy.stop_signal);
             self.lingering.insert(

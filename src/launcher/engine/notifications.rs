@@ -4,7 +4,7 @@
 
 use std::os::fd::OwnedFd;
 
-use super::{Children, Clock, Engine, Upstream};
+use super::{Children, Clock, Dropped, Engine, Event, ReadyBy, Upstream};
 use crate::launcher::fdstore::Refused;
 use crate::launcher::standby::{self, Report};
 use crate::notify::Notification;
@@ -22,8 +22,10 @@ impl<C: Children, K: Clock> Engine<C, K> {
         })
     }
 
-    /// One datagram from `NOTIFY_SOCKET`. Fds attached to anything but an
-    /// accepted `FDSTORE=1` are closed when `message` is dropped.
+    /// One datagram from `NOTIFY_SOCKET`: routed to the standby protocol, the
+    /// relay to the launcher's own service manager, and the FD store, then
+    /// READY=1. Fds attached to anything but an accepted `FDSTORE=1` are
+    /// closed when `message` is dropped.
     pub fn on_notification(&mut self, message: Notification) {
         if message.fields.is_empty() {
             // Junk (no KEY=VALUE line, binary, oversized): it changes nothing,
@@ -31,47 +33,68 @@ impl<C: Children, K: Clock> Engine<C, K> {
             return;
         }
         let Some(child_pid) = self.sender(message.pid) else {
-            self.say(format!(
-                "ignored a notification from pid {}: not a child of this launcher",
-                message.pid.map_or("?".into(), |p| p.to_string())
-            ));
+            self.report(Event::IgnoredNotification { from: message.pid });
             return;
         };
-        for c in [self.pending.as_mut(), self.current.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            if c.pid == child_pid {
-                c.notifies = true;
-            }
+        if let Some(c) = self.current.as_mut().filter(|c| c.pid == child_pid) {
+            c.notifies = true;
         }
-        if self
-            .standby
-            .as_ref()
-            .is_some_and(|s| s.child.pid == child_pid)
-        {
+        if let Some(c) = self.pending_mut().filter(|c| c.pid == child_pid) {
+            c.notifies = true;
+        }
+        if self.standby().is_some_and(|s| s.child.pid == child_pid) {
             self.standby_notification(child_pid, &message);
             return;
         }
-        let starting_pid = self.pending.as_ref().map(|p| p.pid);
-        self.remember_preload(child_pid, &message);
+        if self.standby_report(child_pid, &message) {
+            return;
+        }
+        self.relay(child_pid, &message);
+        let ready = message.flag("READY");
+        self.fd_store_notification(child_pid, message);
+        if ready {
+            self.mark_ready(child_pid, ReadyBy::Notification);
+        }
+    }
+
+    /// The standby protocol's word from a serving or starting child: what a
+    /// standby should preload, whether the command supports standbys, and a
+    /// woken standby that read a file changed since (then true: it is
+    /// replaced, nothing else in the message matters).
+    fn standby_report(&mut self, child_pid: u32, message: &Notification) -> bool {
+        let starting_pid = self.pending().map(|p| p.pid);
+        self.remember_preload(child_pid, message);
         if let Some(value) = message.get(standby::FIELD) {
             match standby::parse_report(value) {
                 Report::Supported if message.flag("READY") => self.standby_supported = true,
                 Report::Stale(path) if starting_pid == Some(child_pid) => {
-                    self.say(format!("pid {child_pid}: {path} changed after it was read"));
+                    self.report(Event::ReadFileChanged {
+                        pid: child_pid,
+                        path: path.clone(),
+                    });
                     self.standby_was_stale(child_pid, &path);
-                    return;
+                    return true;
                 }
                 _ => {}
             }
         } else if message.flag("READY") {
             self.standby_supported = false;
         }
+        false
+    }
+
+    /// `STATUS=`, `WATCHDOG=`, `EXTEND_TIMEOUT_USEC=`, `STOPPING=1`, `RELOADING=1`:
+    /// shown, and what concerns the service go up to the launcher's own
+    /// service manager.
+    fn relay(&mut self, child_pid: u32, message: &Notification) {
         let serving = self.current.as_ref().is_some_and(|c| c.pid == child_pid);
-        let starting = self.pending.as_ref().is_some_and(|c| c.pid == child_pid);
+        let starting = self.pending().is_some_and(|c| c.pid == child_pid);
         if let Some(status) = message.get("STATUS") {
-            self.say(format!("[pid {child_pid}] {status}"));
+            self.report(Event::ChildStatus {
+                pid: child_pid,
+                standby: false,
+                text: status.to_owned(),
+            });
             if serving || starting {
                 self.upstream.push(Upstream::Status(status.to_owned()));
             }
@@ -83,47 +106,57 @@ impl<C: Children, K: Clock> Engine<C, K> {
             self.upstream.push(Upstream::ExtendTimeout(usec.to_owned()));
         }
         if message.flag("STOPPING") {
-            self.say(format!("pid {child_pid} is stopping"));
+            self.report(Event::ChildStopping { pid: child_pid });
         }
         if message.flag("RELOADING") {
-            self.say(format!("pid {child_pid} is reloading"));
+            self.report(Event::ChildReloading { pid: child_pid });
         }
+    }
+
+    /// FDSTOREREMOVE=1 and FDSTORE=1: kept for later children, and copies
+    /// go up so that stored fds outlive the launcher.
+    fn fd_store_notification(&mut self, pid: u32, message: Notification) {
         if message.flag("FDSTOREREMOVE") {
             let name = message.get("FDNAME").unwrap_or("");
-            let removed = self.fd_store.remove(name);
-            self.say(format!(
-                "[pid {child_pid}] removed {removed} stored fd(s) named {name:?}"
-            ));
+            let count = self.fd_store.remove(name);
+            self.report(Event::FdsRemoved {
+                pid,
+                name: name.to_owned(),
+                count,
+            });
             self.upstream.push(Upstream::FdStoreRemove(name.to_owned()));
         }
-        let ready = message.flag("READY");
-        if message.flag("FDSTORE") && !message.fds.is_empty() {
-            let name = message.get("FDNAME").unwrap_or("stored").to_owned();
-            let Notification { fds, .. } = message;
-            let count = fds.len();
-            // Up to the service manager too, so stored fds outlive the launcher.
-            let copies: Vec<OwnedFd> = fds.iter().filter_map(|fd| fd.try_clone().ok()).collect();
-            self.upstream.push(Upstream::FdStore {
-                name: name.clone(),
-                fds: copies,
-            });
-            let line = match self.fd_store.store(&name, fds) {
-                Ok(added) => format!(
-                    "[pid {child_pid}] stored {added} fd(s) as {name:?} ({} already stored)",
-                    count - added
-                ),
-                Err(Refused::InvalidName(problem)) => format!(
-                    "[pid {child_pid}] FDNAME={name:?} is invalid ({problem}); {count} fd(s) dropped"
-                ),
-                Err(Refused::Full) => format!(
-                    "[pid {child_pid}] the FD store is full ({}); {count} fd(s) dropped",
-                    crate::launcher::fdstore::MAX_STORED_FDS
-                ),
-            };
-            self.say(line);
+        if !message.flag("FDSTORE") || message.fds.is_empty() {
+            return;
         }
-        if ready {
-            self.mark_ready(child_pid, "READY=1");
-        }
+        let name = message.get("FDNAME").unwrap_or("stored").to_owned();
+        let Notification { fds, .. } = message;
+        let count = fds.len();
+        let copies: Vec<OwnedFd> = fds.iter().filter_map(|fd| fd.try_clone().ok()).collect();
+        self.upstream.push(Upstream::FdStore {
+            name: name.clone(),
+            fds: copies,
+        });
+        let event = match self.fd_store.store(&name, fds) {
+            Ok(added) => Event::FdsStored {
+                pid,
+                name,
+                added,
+                already: count - added,
+            },
+            Err(Refused::InvalidName(problem)) => Event::FdsDropped {
+                pid,
+                name,
+                count,
+                why: Dropped::InvalidName(problem.to_string()),
+            },
+            Err(Refused::Full) => Event::FdsDropped {
+                pid,
+                name,
+                count,
+                why: Dropped::Full,
+            },
+        };
+        self.report(event);
     }
 }

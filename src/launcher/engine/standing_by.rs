@@ -4,19 +4,15 @@
 
 use std::time::Instant;
 
-use super::{Children, Clock, Engine, Standby, Start};
+use super::{Children, Clock, Engine, Event, Phase, RestartReason, Standby, Start};
 use crate::launcher::standby::{self, Report};
 use crate::notify::Notification;
 
 impl<C: Children, K: Clock> Engine<C, K> {
     /// After a hand-off: start the next child, to wait for a file change.
     pub(super) fn start_standby(&mut self) {
-        if !self.policy.standby
-            || !self.standby_supported
-            || self.standby.is_some()
-            || self.pending.is_some()
-            || self.shutting_down
-        {
+        let no_standby_yet = matches!(self.phase, Phase::Steady { standby: None, .. });
+        if !self.policy.standby || !self.standby_supported || !no_standby_yet {
             return;
         }
         let start = Start::Standby {
@@ -24,19 +20,26 @@ impl<C: Children, K: Clock> Engine<C, K> {
         };
         match self.children.spawn(&self.fd_store, start) {
             Ok((pid, display)) => {
-                self.say(format!("started standby pid {pid}: {display}"));
-                let child = self.new_child(pid);
-                self.standby = Some(Standby {
-                    child,
-                    waiting: false,
+                self.report(Event::StandbyStarted {
+                    pid,
+                    command: display,
                 });
+                let child = self.new_child(pid);
+                if let Phase::Steady { standby, .. } = &mut self.phase {
+                    *standby = Some(Standby {
+                        child,
+                        waiting: false,
+                    });
+                }
             }
-            Err(e) => self.tell(format!("cannot start a standby: {e}; cold starts instead")),
+            Err(e) => self.report(Event::StandbyCannotStart {
+                error: e.to_string(),
+            }),
         }
     }
 
     pub(super) fn stop_standby(&mut self, why: &str) {
-        if let Some(standby) = self.standby.take() {
+        if let Some(standby) = self.take_standby() {
             self.stop_child(standby.child, why);
         }
     }
@@ -45,12 +48,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
     /// new child would be, else start a new child as for any restart.
     pub(super) fn restart_for_change(&mut self, path: &std::path::Path, first_seen: Instant) {
         let shown = shown_path(path);
-        let reason = format!("{shown} changed");
-        let standby = self.standby.take();
-        let Some(standby) = standby.filter(|_| self.pending.is_none() && !self.shutting_down)
-        else {
-            self.begin_restart(&reason);
-            if let Some(pending) = self.pending.as_mut() {
+        let reason = RestartReason::Changed(shown.clone());
+        // Only a steady phase has a standby.
+        let Some(standby) = self.take_standby() else {
+            self.begin_restart(reason);
+            if let Some(pending) = self.pending_mut() {
                 pending.serves_change = Some((first_seen, shown));
             }
             return;
@@ -61,36 +63,36 @@ impl<C: Children, K: Clock> Engine<C, K> {
         } else if self.children.environment_changed(pid) {
             self.stop_child(standby.child, "the --env-file changed since it started");
         } else {
-            self.say(format!("restarting: {reason} (waking standby pid {pid})"));
+            self.report(Event::WakingStandby { reason, pid });
             self.announce_restart();
             self.children.signal(pid, standby::WAKE_SIGNAL);
             let mut child = standby.child;
             // From now on it is a new child: --ready-timeout counts from here.
             child.started = self.clock.now();
             child.serves_change = Some((first_seen, shown));
-            self.pending = Some(child);
+            self.phase = Phase::Starting { pending: child };
             return;
         }
-        self.begin_restart(&reason);
-        if let Some(pending) = self.pending.as_mut() {
+        self.begin_restart(reason);
+        if let Some(pending) = self.pending_mut() {
             pending.serves_change = Some((first_seen, shown));
         }
     }
 
     /// A woken standby had read a file that changed: a cold start instead.
     pub(super) fn standby_was_stale(&mut self, pid: u32, path: &str) {
-        let Some(child) = self.pending.take_if(|p| p.pid == pid) else {
+        let Some(child) = self.take_pending_if(|p| p.pid == pid) else {
             return;
         };
         let serves_change = child.serves_change.clone();
-        self.tell(format!(
-            "{} changed since standby pid {pid} read it: a cold start instead",
-            shown_path(std::path::Path::new(path))
-        ));
+        self.report(Event::StandbyStale {
+            path: shown_path(std::path::Path::new(path)),
+            pid,
+        });
         self.stop_child(child, &format!("{path} changed after it was read"));
-        self.say("restarting: the standby was stale".to_owned());
+        self.report(Event::ColdStartAfterStale);
         self.start_pending();
-        if let Some(pending) = self.pending.as_mut() {
+        if let Some(pending) = self.pending_mut() {
             pending.serves_change = serves_change;
         }
     }
@@ -115,7 +117,7 @@ impl<C: Children, K: Clock> Engine<C, K> {
             .current
             .as_ref()
             .is_some_and(|c| c.pid == child_pid && c.ready);
-        if serving && self.pending.is_none() && self.standby.is_some() {
+        if serving && self.standby().is_some() {
             self.stop_standby("the serving child imported more: a warmer standby replaces it");
             self.start_standby();
         }
@@ -123,7 +125,11 @@ impl<C: Children, K: Clock> Engine<C, K> {
 
     pub(super) fn standby_notification(&mut self, pid: u32, message: &Notification) {
         if let Some(status) = message.get("STATUS") {
-            self.say(format!("[standby pid {pid}] {status}"));
+            self.report(Event::ChildStatus {
+                pid,
+                standby: true,
+                text: status.to_owned(),
+            });
         }
         if message.flag("READY") {
             // It serves before it was woken: it does not follow the protocol.
@@ -134,14 +140,14 @@ impl<C: Children, K: Clock> Engine<C, K> {
         let waiting = message
             .get(standby::FIELD)
             .is_some_and(|v| standby::parse_report(v) == Report::Waiting);
-        let Some(standby) = self.standby.as_mut() else {
+        let Some(standby) = self.standby_mut() else {
             return;
         };
         // Then it is ready only by READY=1, once woken.
         standby.child.notifies = true;
         if waiting && !standby.waiting {
             standby.waiting = true;
-            self.say(format!("standby pid {pid} is waiting"));
+            self.report(Event::StandbyWaiting { pid });
         }
     }
 }

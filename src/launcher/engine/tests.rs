@@ -194,14 +194,22 @@ impl Harness {
     fn status(&self) -> Status {
         self.status.borrow().clone()
     }
+    fn events(&mut self) -> Vec<Event> {
+        self.engine.take_events()
+    }
+    /// The events as the driver prints them, for assertion messages.
     fn log(&mut self) -> String {
         self.engine
-            .take_log()
-            .into_iter()
-            .map(|line| line.text)
+            .take_events()
+            .iter()
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+fn changed(path: &str) -> Event {
+    Event::Restarting(RestartReason::Changed(path.into()))
 }
 
 const TERM: i32 = libc::SIGTERM;
@@ -223,9 +231,10 @@ fn first_child_ready_by_notification_or_delay() {
         silent.status().ready,
         "--ready-delay for a child that never notifies"
     );
-    assert!(silent
-        .log()
-        .contains("no notification within --ready-delay 2s"));
+    assert!(silent.events().contains(&Event::Ready {
+        pid: 101,
+        by: ReadyBy::Delay(Duration::from_secs(2))
+    }));
 }
 
 #[test]
@@ -249,9 +258,10 @@ fn overlap_hands_off_on_ready() {
         Ok(Ok(102)),
         "done: only the new one serves"
     );
-    assert!(h
-        .log()
-        .contains("pid 101 stopped (killed by signal 15 (SIGTERM))"));
+    assert!(h.events().contains(&Event::Stopped {
+        pid: 101,
+        status: killed(TERM)
+    }));
 }
 
 /// The window one owner per child closes: a stopping child exits just
@@ -380,24 +390,31 @@ fn crash_backs_off_and_a_change_restarts_at_once() {
     h.ready(101);
     h.exit(101, killed(KILL));
     assert_eq!(h.status().pid, None);
-    assert!(h.log().contains("restarting in 0.1s"));
+    assert!(h
+        .events()
+        .contains(&Event::RestartingIn(Duration::from_millis(100))));
     h.advance(Duration::from_millis(100));
     assert_eq!(h.spawned(), [101, 102]);
     // Crashing before ready doubles the back-off each time.
     h.exit(102, exited(1));
-    assert!(h.log().contains("restarting in 0.2s"));
+    assert!(h
+        .events()
+        .contains(&Event::RestartingIn(Duration::from_millis(200))));
     h.advance(Duration::from_millis(200));
     h.exit(103, exited(1));
-    assert!(h.log().contains("restarting in 0.4s"));
+    assert!(h
+        .events()
+        .contains(&Event::RestartingIn(Duration::from_millis(400))));
     // A file change does not wait for the back-off.
     h.engine.on_change("app.py".into());
     h.advance(Duration::from_millis(100));
     assert_eq!(h.spawned(), [101, 102, 103, 104]);
-    assert!(h.log().contains("restarting: app.py changed"));
+    assert!(h.events().contains(&changed("app.py")));
     h.ready(104);
     h.exit(104, exited(1));
     assert!(
-        h.log().contains("restarting in 0.1s"),
+        h.events()
+            .contains(&Event::RestartingIn(Duration::from_millis(100))),
         "ready resets the back-off"
     );
 }
@@ -416,7 +433,7 @@ fn changes_are_debounced_into_one_restart() {
     h.advance(Duration::from_millis(50));
     assert_eq!(h.spawned(), [101, 102]);
     assert!(
-        h.log().contains("restarting: b.py changed"),
+        h.events().contains(&changed("b.py")),
         "the last file changed"
     );
 }
@@ -453,7 +470,9 @@ fn notifications_from_strangers_are_ignored() {
     let mut h = started(RestartMode::Overlap);
     h.ready(999);
     assert!(!h.status().ready);
-    assert!(h.log().contains("ignored a notification from pid 999"));
+    assert!(h
+        .events()
+        .contains(&Event::IgnoredNotification { from: Some(999) }));
     h.engine.on_notification(Notification {
         pid: None,
         fields: vec![("READY".into(), "1".into())],
@@ -488,7 +507,10 @@ fn a_spawn_failure_keeps_the_old_child_or_backs_off() {
     h.world.borrow_mut().fail_spawn = true;
     drop(h.restart());
     h.exit(101, exited(0));
-    assert!(h.log().contains("cannot start the child"));
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::CannotStart { .. })));
     h.world.borrow_mut().fail_spawn = false;
     h.advance(Duration::from_millis(100));
     assert_eq!(h.spawned(), [101, 102], "retried after the back-off");
@@ -519,7 +541,11 @@ fn fd_store_messages() {
         fds: Vec::new(),
     });
     assert!(h.engine.fd_store.is_empty());
-    assert!(h.log().contains("removed 1 stored fd(s) named \"web\""));
+    assert!(h.events().contains(&Event::FdsRemoved {
+        pid: 101,
+        name: "web".into(),
+        count: 1
+    }));
 }
 
 fn upstream(h: &mut Harness) -> Vec<String> {
@@ -635,7 +661,7 @@ fn change(h: &mut Harness) {
 #[test]
 fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
     let mut h = with_standby(true);
-    assert!(h.log().contains("standby pid 102 is waiting"));
+    assert!(h.events().contains(&Event::StandbyWaiting { pid: 102 }));
     assert_eq!(
         h.status().pid,
         Some(101),
@@ -643,9 +669,10 @@ fn a_change_wakes_the_standby_and_the_next_one_starts_after_the_hand_off() {
     );
     change(&mut h);
     assert_eq!(h.signals(), [(102, WAKE)]);
-    assert!(h
-        .log()
-        .contains("restarting: app.py changed (waking standby pid 102)"));
+    assert!(h.events().contains(&Event::WakingStandby {
+        reason: RestartReason::Changed("app.py".into()),
+        pid: 102
+    }));
     assert_eq!(h.spawned(), [101, 102], "no cold start");
     h.engine.on_notification(supported_ready(102));
     assert_eq!(h.signals(), [(102, WAKE), (101, TERM)]);
@@ -666,7 +693,14 @@ fn after_an_edit_that_breaks_the_app_a_standby_waits_for_the_fix() {
     let mut h = with_standby(true);
     change(&mut h);
     h.exit(102, exited(1)); // SyntaxError in the edited app
-    assert!(h.log().contains("pid 101 keeps serving"));
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::HandoffFailed(Failure::ExitedBeforeReady {
+            pid: 102,
+            serving: Some(101),
+            ..
+        })
+    )));
     assert_eq!(h.world.borrow().standbys, [102, 103]);
     h.engine.on_notification(waiting(103));
     change(&mut h);
@@ -680,7 +714,10 @@ fn a_woken_standby_is_given_up_like_any_new_child() {
     let mut h = with_standby(true);
     change(&mut h);
     h.advance(Duration::from_secs(31));
-    assert!(h.log().contains("not ready within --ready-timeout"));
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::HandoffFailed(Failure::NotReadyInTime { .. }))));
     assert_eq!(h.status().pid, Some(101), "the old one keeps serving");
 }
 
@@ -706,14 +743,20 @@ fn cold_starts_instead_of_a_standby_that_cannot_serve_the_change() {
     let mut h = with_standby(false);
     change(&mut h);
     assert_eq!(h.signals(), [(102, TERM)]);
-    assert!(h.log().contains("not standing by yet"));
+    assert!(h.events().contains(&Event::Stopping {
+        pid: 102,
+        why: "not standing by yet: a cold start instead".into()
+    }));
     assert_eq!(h.spawned(), [101, 102, 103]);
     // The --env-file changed since it started.
     let mut h = with_standby(true);
     h.world.borrow_mut().env_changed = true;
     change(&mut h);
     assert_eq!(h.signals(), [(102, TERM)]);
-    assert!(h.log().contains("the --env-file changed"));
+    assert!(h.events().contains(&Event::Stopping {
+        pid: 102,
+        why: "the --env-file changed since it started".into()
+    }));
     assert_eq!(h.spawned(), [101, 102, 103]);
     // Any restart but a file change: the standby may hold what changed.
     let mut h = with_standby(true);
@@ -729,7 +772,10 @@ fn a_stale_standby_gives_way_to_a_cold_start() {
     h.engine
         .on_notification(message(102, &[(standby::FIELD, "stale /src/conf.py")]));
     assert_eq!(h.signals(), [(102, WAKE), (102, TERM)]);
-    assert!(h.log().contains("/src/conf.py changed after it was read"));
+    assert!(h.events().contains(&Event::ReadFileChanged {
+        pid: 102,
+        path: "/src/conf.py".into()
+    }));
     assert_eq!(h.spawned(), [101, 102, 103]);
     h.engine.on_notification(supported_ready(103));
     assert_eq!(h.status().pid, Some(103));
@@ -758,7 +804,10 @@ fn a_standby_that_serves_unwoken_is_stopped_and_not_tried_again() {
 fn a_standby_that_exits_is_replaced_after_the_next_hand_off() {
     let mut h = with_standby(true);
     h.exit(102, exited(1));
-    assert!(h.log().contains("standby pid 102 exited"));
+    assert!(h.events().contains(&Event::StandbyExited {
+        pid: 102,
+        status: exited(1)
+    }));
     change(&mut h);
     assert_eq!(h.spawned(), [101, 102, 103], "a cold start");
     h.engine.on_notification(supported_ready(103));
@@ -815,7 +864,9 @@ fn what_an_exited_child_left_in_its_group_is_stopped_then_killed() {
         !h.world.borrow().groups.contains_key(&101),
         "SIGKILL at --stop-timeout"
     );
-    assert!(h.log().contains("pid 101's group did not stop: SIGKILL"));
+    assert!(h
+        .events()
+        .contains(&Event::LeftoverKilled(Leftover::Group(101))));
     // A group that empties by itself is just forgotten.
     h.world.borrow_mut().groups.insert(102, Vec::new());
     h.engine.begin_shutdown("SIGTERM");
@@ -834,9 +885,10 @@ fn orphans_of_an_exited_child_are_stopped_too() {
     h.world.borrow_mut().orphans.push(500);
     h.exit(101, killed(libc::SIGSEGV));
     assert_eq!(h.signals(), [(500, TERM)]);
-    assert!(h
-        .log()
-        .contains("orphan pid 500 (a child's child): stopping it"));
+    assert!(h.events().contains(&Event::LeftoverStopping {
+        leftover: Leftover::Orphan(500),
+        kill_in: Duration::from_secs(10)
+    }));
     h.advance(Duration::from_secs(10));
     assert_eq!(h.signals(), [(500, TERM), (500, KILL)]);
     assert!(h.world.borrow().orphans.is_empty());
@@ -912,4 +964,97 @@ fn a_serving_child_that_imported_more_gets_a_warmer_standby() {
     };
     assert_eq!(standbys, [102, 103]);
     assert_eq!(preloads, ["fastapi", "fastapi anyio._backends._asyncio"]);
+}
+
+/// The lines the driver prints, as users and scripts read them: rendered
+/// from the events, unchanged by their typing.
+#[test]
+fn events_render_as_the_launchers_lines() {
+    let table = [
+        (
+            Event::Restarting(RestartReason::Requested),
+            Level::Outcome,
+            "restarting: requested",
+        ),
+        (changed("app.py"), Level::Progress, "restarting: app.py changed"),
+        (
+            Event::ChangeServed {
+                path: "app.py".into(),
+                pid: 7,
+                took: Duration::from_millis(31),
+            },
+            Level::Outcome,
+            "app.py changed -> served by pid 7 in 31 ms",
+        ),
+        (
+            Event::NewChildReady {
+                pid: 7,
+                by: ReadyBy::Notification,
+            },
+            Level::Progress,
+            "pid 7 is ready (READY=1)",
+        ),
+        (
+            Event::HandoffFailed(Failure::ExitedBeforeReady {
+                pid: 8,
+                status: exited(1),
+                serving: Some(7),
+                change: Some("app.py".into()),
+            }),
+            Level::Outcome,
+            "app.py changed -> the new child pid 8 exited before it was ready (exit status 1); \
+             pid 7 keeps serving",
+        ),
+        (
+            Event::HandoffFailed(Failure::NotReadyInTime {
+                pid: 8,
+                timeout: Duration::from_secs(30),
+            }),
+            Level::Outcome,
+            "the new child pid 8 was not ready within --ready-timeout 30.0s; the old one keeps serving",
+        ),
+        (
+            Event::StopTimedOut {
+                pid: 7,
+                after: Duration::from_secs(10),
+            },
+            Level::Outcome,
+            "pid 7 did not stop within 10.0s: SIGKILL",
+        ),
+        (
+            Event::FdsDropped {
+                pid: 7,
+                name: "web".into(),
+                count: 2,
+                why: Dropped::Full,
+            },
+            Level::Progress,
+            "[pid 7] the FD store is full (1024); 2 fd(s) dropped",
+        ),
+    ];
+    for (event, level, line) in table {
+        assert_eq!((event.level(), event.to_string()), (level, line.to_owned()));
+    }
+}
+
+/// A second restart while a stop-start restart waits for the old child's
+/// exit joins it: one new child, started once the old one is gone.
+#[test]
+fn a_restart_during_a_stop_start_restart_joins_it() {
+    let mut h = started(RestartMode::StopStart);
+    h.ready(101);
+    let mut first = h.restart();
+    let mut second = h.restart();
+    h.engine.on_hangup();
+    assert_eq!(
+        h.spawned(),
+        [101],
+        "nothing starts before the old one is gone"
+    );
+    h.exit(101, killed(TERM));
+    assert_eq!(h.spawned(), [101, 102], "one new child");
+    h.ready(102);
+    assert_eq!(first.try_recv(), Ok(Ok(102)));
+    assert_eq!(second.try_recv(), Ok(Ok(102)));
+    assert!(h.signals().iter().all(|&(pid, _)| pid == 101));
 }
