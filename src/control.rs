@@ -129,6 +129,50 @@ pub fn bind(pid: u32) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The next connection on a server's control socket; never, without one.
+pub async fn next(
+    listener: Option<&tokio::net::UnixListener>,
+) -> io::Result<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
+    }
+}
+
+/// Serve one connection of a server's control socket: read the request,
+/// check who asks (`refusal`), run `reload` for a good one, and answer with
+/// its outcome. Errors of the connection end it without an answer.
+pub async fn answer(
+    stream: tokio::net::UnixStream,
+    server: &str,
+    reload: impl std::future::Future<Output = Reply>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    let (read, mut write) = stream.into_split();
+    let Ok(peer) = peer(write.as_ref().as_fd()) else {
+        return;
+    };
+    // Read the request before answering anything, a refusal included: a
+    // client still writing to a closed connection would see only EPIPE.
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read);
+    let request = reader.read_line(&mut line);
+    if tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS), request)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let own_uid = unsafe { libc::geteuid() };
+    let reply = match refusal(&line, peer.uid, own_uid, server) {
+        Some(refused) => refused,
+        None => reload.await,
+    };
+    let _ = write.write_all(reply.line().as_bytes()).await;
+}
+
 /// Why a reload request got no `OK`.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {

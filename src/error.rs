@@ -57,6 +57,10 @@ pub enum Error {
     )]
     AlreadyClaimed { fd: RawFd, name: String },
 
+    /// `listenfd run --inherit` with nothing passed and no `-s` socket.
+    #[error("--inherit: no sockets were passed to this process: {0}")]
+    NothingInherited(String),
+
     /// A `-s` option of the launcher that does not parse.
     #[error("-s {spec:?}: {problem}")]
     InvalidSocketSpec { spec: String, problem: String },

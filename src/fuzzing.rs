@@ -81,7 +81,7 @@ pub fn check_host_port(data: &[u8]) {
 /// parses is rebuilt and parses the same; errors quote the spec.
 #[cfg(target_os = "linux")]
 pub fn check_socket_spec(data: &[u8]) {
-    use crate::launcher::spec::{Address, SocketSpec};
+    use crate::sockets::spec::{Address, SocketSpec};
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -21,6 +21,7 @@ pub mod launcher;
 pub mod notify;
 #[cfg(target_os = "linux")]
 pub mod procfs;
+pub mod sockets;
 
 #[cfg(feature = "python")]
 mod python;

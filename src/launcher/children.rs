@@ -14,13 +14,13 @@ use tokio::sync::mpsc;
 use super::engine::{Children, Start};
 use super::fdstore::FdStore;
 use super::handle::Event;
-use super::open::{park_above, HeldSocket};
 use super::process::OwnedProcess;
 use super::spawn::ChildPlan;
 use super::standby;
 use super::{Config, RestartMode};
 use crate::error::{Error, Result};
 use crate::procfs::{is_descendant, start_time};
+use crate::sockets::open::{park_above, HeldSocket};
 
 /// The pids of this process's children (every thread's), from /proc.
 fn children_of_this_process() -> Vec<u32> {

@@ -140,9 +140,15 @@ impl Driver {
     /// when the hand-off has ended.
     fn serve_control(&self, stream: tokio::net::UnixStream) {
         let requests = self.request_tx.clone();
-        tokio::spawn(async move {
-            let _ = answer_control(stream, requests).await;
-        });
+        tokio::spawn(control::answer(stream, "launcher", async move {
+            let (tx, rx) = oneshot::channel();
+            let _ = requests.send(Request::Restart(tx));
+            match rx.await {
+                Ok(Ok(pid)) => Reply::Ok(format!("pid {pid} serves; the old child has stopped")),
+                Ok(Err(why)) => Reply::Failed(why),
+                Err(_) => Reply::Failed("the launcher has stopped".into()),
+            }
+        }));
     }
 
     /// Handle waiting notifications, at most a batch of them, so that a
@@ -207,7 +213,7 @@ impl Driver {
                 () = std::future::ready(()), if self.more_notifications => {
                     self.more_notifications = !self.drain_notifications();
                 }
-                accepted = next_control(self.control.as_ref()) => match accepted {
+                accepted = control::next(self.control.as_ref()) => match accepted {
                     Ok(stream) => self.serve_control(stream),
                     Err(e) => {
                         if self.shown.is_some() {
@@ -235,51 +241,6 @@ impl Driver {
         });
         code
     }
-}
-
-/// The next connection on the control socket; never, without one.
-async fn next_control(
-    listener: Option<&tokio::net::UnixListener>,
-) -> std::io::Result<tokio::net::UnixStream> {
-    match listener {
-        Some(l) => l.accept().await.map(|(stream, _)| stream),
-        None => std::future::pending().await,
-    }
-}
-
-async fn answer_control(
-    stream: tokio::net::UnixStream,
-    requests: mpsc::UnboundedSender<Request>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    let (read, mut write) = stream.into_split();
-    let peer = control::peer(std::os::fd::AsFd::as_fd(write.as_ref()))?;
-    // Read the request before answering anything, a refusal included: a
-    // client still writing to a closed connection would see only EPIPE.
-    let mut line = String::new();
-    let mut reader = BufReader::new(read);
-    let request = reader.read_line(&mut line);
-    if tokio::time::timeout(Duration::from_secs(control::REQUEST_TIMEOUT_SECS), request)
-        .await
-        .is_err()
-    {
-        return Ok(());
-    }
-    // SAFETY: geteuid has no preconditions.
-    let own_uid = unsafe { libc::geteuid() };
-    let reply = if let Some(refusal) = control::refusal(&line, peer.uid, own_uid, "launcher") {
-        refusal
-    } else {
-        let (tx, rx) = oneshot::channel();
-        let _ = requests.send(Request::Restart(tx));
-        match rx.await {
-            Ok(Ok(pid)) => Reply::Ok(format!("pid {pid} serves; the old child has stopped")),
-            Ok(Err(why)) => Reply::Failed(why),
-            Err(_) => Reply::Failed("the launcher has stopped".into()),
-        }
-    };
-    write.write_all(reply.line().as_bytes()).await
 }
 
 /// An upstream notice as the datagram to send, with the fds it carries.

@@ -19,13 +19,13 @@ use super::children::{uses_standby, RealChildren};
 use super::driver::Driver;
 use super::engine::{RestartResult, Start, Status};
 use super::fdstore::FdStore;
-use super::open::{open_all, HeldSocket};
 use super::standby;
 use super::watch::ChangeFilter;
 use super::Config;
 use crate::control::{self};
 use crate::error::{Error, Result};
 use crate::notify::{NotifyAddress, NotifyReceiver};
+use crate::sockets::open::{open_all, HeldSocket};
 
 pub(super) enum Request {
     Restart(oneshot::Sender<RestartResult>),
@@ -197,6 +197,33 @@ impl Drop for Launcher {
             self.stop();
             self.wait();
         }
+    }
+}
+
+/// `--inherit`: the sockets this process was passed (`activation::claim`),
+/// to hold for the children. Nothing passed is an error unless `required`
+/// is false (`-s` sockets are held anyway).
+pub fn held_inherited(
+    passed: crate::activation::Activation<crate::activation::InheritedFd>,
+    required: bool,
+) -> Result<Vec<HeldSocket>> {
+    use std::os::fd::AsRawFd;
+    match passed {
+        crate::activation::Activation::Passed(fds) => Ok(fds
+            .into_iter()
+            .map(|inherited| {
+                let shown = format!(
+                    "inherited fd {} ({})",
+                    inherited.fd.as_raw_fd(),
+                    inherited.info.local_addr
+                );
+                HeldSocket::inherited(inherited.fd.into_owned_fd(), inherited.name, shown)
+            })
+            .collect()),
+        crate::activation::Activation::NotPassed(reason) if required => {
+            Err(Error::NothingInherited(reason.to_string()))
+        }
+        crate::activation::Activation::NotPassed(_) => Ok(Vec::new()),
     }
 }
 

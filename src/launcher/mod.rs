@@ -1,8 +1,6 @@
 //! `listenfd run`: hold the sockets, run the server on them, restart it on
 //! file changes, SIGHUP or a crash, without ever refusing a connection.
 //!
-//! - `spec`: the `-s [NAME=][KIND::]ADDRESS` syntax;
-//! - `open`: opening (and cleaning up) the held sockets;
 //! - `spawn`: fork/exec with the sockets at 3.. and the child's own `LISTEN_PID`;
 //! - `process`: one child process owned: its pid and pidfd, signals, the reap;
 //! - `signals`: signal names and wait statuses;
@@ -12,8 +10,8 @@
 //! - `engine`: the restart policy (overlap or stop-start) as a state machine;
 //! - `handle`: the launcher's thread and event loop, and the real children.
 
-// Opening sockets works on any Unix (bind_or_inherit's fresh binds use it);
-// running children needs Linux: pidfds, PR_SET_PDEATHSIG, close_range.
+// The sockets it holds are opened by `crate::sockets` (any Unix); running
+// children needs Linux: pidfds, PR_SET_PDEATHSIG, close_range.
 #[cfg(target_os = "linux")]
 mod children;
 mod driver;
@@ -22,14 +20,12 @@ pub mod engine;
 pub mod fdstore;
 #[cfg(target_os = "linux")]
 pub mod handle;
-pub mod open;
 #[cfg(target_os = "linux")]
 mod process;
 #[cfg(target_os = "linux")]
 pub mod signals;
 #[cfg(target_os = "linux")]
 pub mod spawn;
-pub mod spec;
 pub mod standby;
 #[cfg(target_os = "linux")]
 pub mod watch;
@@ -38,13 +34,13 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::sockets::SocketSpec;
 #[cfg(target_os = "linux")]
 pub use engine::Status;
 #[cfg(target_os = "linux")]
 pub use handle::Launcher;
 #[cfg(target_os = "linux")]
 pub use signals::parse_signal;
-pub use spec::SocketSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartMode {
@@ -85,7 +81,7 @@ pub struct Config {
     pub sockets: Vec<SocketSpec>,
     pub command: Vec<OsString>,
     /// `--backlog`, `--unix-mode`, `--defer-accept`.
-    pub open: open::OpenOptions,
+    pub open: crate::sockets::open::OpenOptions,
     /// Leave out `LISTEN_PID` (a wrapper sits between launcher and server).
     pub no_pid: bool,
     pub watch: Vec<PathBuf>,
@@ -131,7 +127,7 @@ impl Config {
         Config {
             sockets: Vec::new(),
             command,
-            open: open::OpenOptions::default(),
+            open: crate::sockets::open::OpenOptions::default(),
             no_pid: false,
             watch: Vec::new(),
             ignore: Vec::new(),

@@ -177,7 +177,7 @@ impl ChildPlan {
         let (read_end, write_end) =
             unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
         // Park the write end above 3+n too, where the child's dup2 cannot hit it.
-        let parked = super::open::park_above(write_end.as_fd(), 3 + fds.len() as RawFd)?;
+        let parked = crate::sockets::open::park_above(write_end.as_fd(), 3 + fds.len() as RawFd)?;
         // Only the parked copy may stay open: read_end sees EOF at exec only
         // once every copy of the write end in this process is closed.
         drop(write_end);

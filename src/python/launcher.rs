@@ -10,7 +10,6 @@
 //! reach the asyncio loop through its `call_soon_threadsafe`.
 
 use std::ffi::OsString;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -21,13 +20,13 @@ use pyo3::types::PyTuple;
 use tokio::sync::watch;
 
 use super::socket::PyEnviron;
-use super::ActivationError;
-use crate::activation::{self, Activation, Options};
+use crate::activation::{self, Options};
 use crate::error::Error;
-use crate::launcher::open::HeldSocket;
+use crate::launcher::handle::held_inherited;
 use crate::launcher::{
-    parse_signal, Config, Launcher as Engine, RestartMode, SocketSpec, Status, DEFAULT_DEBOUNCE_MS,
-    DEFAULT_READY_DELAY_SECS, DEFAULT_READY_TIMEOUT_SECS, DEFAULT_STOP_TIMEOUT_SECS,
+    parse_signal, Config, Launcher as Running, RestartMode, SocketSpec, Status,
+    DEFAULT_DEBOUNCE_MS, DEFAULT_READY_DELAY_SECS, DEFAULT_READY_TIMEOUT_SECS,
+    DEFAULT_STOP_TIMEOUT_SECS,
 };
 
 /// A `restart_mode` argument: `"overlap"` or `"stop-start"`.
@@ -90,32 +89,6 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
     }
 }
 
-/// `--inherit`: the sockets this process was passed, to hold for the children.
-/// Nothing passed is an error unless `-s` sockets are held anyway.
-fn inherited_sockets(py: Python<'_>, required: bool) -> PyResult<Vec<HeldSocket>> {
-    let options = Options {
-        unset_env: true,
-        allow_missing_pid: false,
-    };
-    match activation::claim(&mut PyEnviron::of(py)?, options)? {
-        Activation::Passed(fds) => Ok(fds
-            .into_iter()
-            .map(|inherited| {
-                let shown = format!(
-                    "inherited fd {} ({})",
-                    inherited.fd.as_raw_fd(),
-                    inherited.info.local_addr
-                );
-                HeldSocket::inherited(inherited.fd.into_owned_fd(), inherited.name, shown)
-            })
-            .collect()),
-        Activation::NotPassed(reason) if required => Err(ActivationError::new_err(format!(
-            "--inherit: no sockets were passed to this process: {reason}"
-        ))),
-        Activation::NotPassed(_) => Ok(Vec::new()),
-    }
-}
-
 /// The runtime the awaitables run on (see the module comment); set up once.
 fn await_runtime() -> PyResult<()> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
@@ -141,15 +114,15 @@ fn await_runtime() -> PyResult<()> {
 /// restarts it without refusing a connection. Starts at construction.
 #[pyclass(module = "listenfd", name = "Launcher", frozen)]
 pub struct Launcher {
-    engine: Mutex<Engine>,
+    running: Mutex<Running>,
     status: watch::Receiver<Status>,
     sockets: Vec<String>,
 }
 
 impl Launcher {
-    fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
-        // The engine handle holds no invariant a panic could break.
-        self.engine
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        // The running launcher's handle holds no invariant a panic could break.
+        self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -239,16 +212,21 @@ impl Launcher {
         config.control = control;
         config.subreaper = subreaper;
         let inherited = if inherit {
-            inherited_sockets(py, config.sockets.is_empty())?
+            let options = Options {
+                unset_env: true,
+                allow_missing_pid: false,
+            };
+            let passed = activation::claim(&mut PyEnviron::of(py)?, options)?;
+            held_inherited(passed, config.sockets.is_empty())?
         } else {
             Vec::new()
         };
         await_runtime()?;
-        let engine = py.detach(|| Engine::start(config, inherited))?;
+        let running = py.detach(|| Running::start(config, inherited))?;
         Ok(Launcher {
-            status: engine.status(),
-            sockets: engine.sockets.clone(),
-            engine: Mutex::new(engine),
+            status: running.status(),
+            sockets: running.sockets.clone(),
+            running: Mutex::new(running),
         })
     }
 
@@ -295,7 +273,7 @@ impl Launcher {
     /// new child's readiness and returns its pid, or raises `RuntimeError`
     /// saying why it was given up (the old child then keeps serving).
     fn restart<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let answer = self.engine().restart();
+        let answer = self.running().restart();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             match answer.await {
                 Ok(Ok(pid)) => Ok(pid),
@@ -307,7 +285,7 @@ impl Launcher {
 
     /// Stop the children and the launcher; returns the exit status.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.engine().stop();
+        self.running().stop();
         let status = self.status.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let s = wait_until(status, |s| s.exit_code.is_some()).await;
@@ -320,7 +298,7 @@ impl Launcher {
     fn wait(&self, py: Python<'_>) -> PyResult<i32> {
         loop {
             let finished = py.detach(|| {
-                if self.engine().is_finished() {
+                if self.running().is_finished() {
                     return true;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -331,13 +309,13 @@ impl Launcher {
             }
             if let Err(err) = py.check_signals() {
                 if err.is_instance_of::<PyKeyboardInterrupt>(py) {
-                    self.engine().stop();
+                    self.running().stop();
                 } else {
                     return Err(err);
                 }
             }
         }
-        Ok(py.detach(|| self.engine().wait()))
+        Ok(py.detach(|| self.running().wait()))
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -347,9 +325,9 @@ impl Launcher {
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
         py.detach(|| {
-            let mut engine = self.engine();
-            engine.stop();
-            engine.wait();
+            let mut running = self.running();
+            running.stop();
+            running.wait();
         });
         false
     }

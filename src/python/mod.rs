@@ -45,7 +45,8 @@ impl From<Error> for PyErr {
             | Error::InvalidName { .. }
             | Error::FdNotOpen { .. }
             | Error::NotASocket { .. }
-            | Error::AlreadyClaimed { .. } => ActivationError::new_err(message),
+            | Error::AlreadyClaimed { .. }
+            | Error::NothingInherited(_) => ActivationError::new_err(message),
             Error::InvalidSocketSpec { .. } | Error::InvalidOption { .. } | Error::EnvFile(_) => {
                 PyValueError::new_err(message)
             }

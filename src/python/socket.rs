@@ -347,8 +347,8 @@ pub fn bind_fresh(
     address: &Bound<'_, PyAny>,
     backlog: Option<i32>,
 ) -> PyResult<RawFd> {
-    use crate::launcher::open::{open_all, OpenOptions};
-    use crate::launcher::spec::{Address, Kind as SpecKind, SocketSpec};
+    use crate::sockets::open::{open_all, OpenOptions};
+    use crate::sockets::spec::{Address, Kind as SpecKind, SocketSpec};
 
     let (kind, address) = if let Ok((host, port)) = address.extract::<(String, u16)>() {
         let addr = HostPort { host, port }
