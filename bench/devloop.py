@@ -1,7 +1,7 @@
 """The dev loop: from saving a file to the new code answering, side by side.
 
     python bench/devloop.py [--apps hello,shop,blog] [--servers granian,uvicorn]
-                            [--edits N] [--debounce MS]
+                            [--edits N] [--debounce MS] [--plots DIR]
 
 Apps: `hello`, one ASGI function that imports nothing; `shop`
 (bench/apps/shop), a FastAPI app with routers and pydantic models; `blog`
@@ -23,6 +23,9 @@ Columns: edit -> served (median, max), connections refused and requests
 failed meanwhile, lines printed per edit (both streams, median), and, for
 listenfd, when its one line per edit says the change was first seen and the
 new child was ready (READY=1).
+
+--plots DIR writes DIR/devloop.svg: the median per app, server and way
+(bench/plots.py).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plots import Bar, write_bars  # noqa: E402
+
 BIN = Path(sys.executable).parent
 HELLO = """REVISION = 0
 
@@ -247,7 +253,9 @@ def main() -> None:
     parser.add_argument(
         "--debounce", type=int, default=None, help="listenfd run --debounce MS (default: its own)"
     )
+    parser.add_argument("--plots", type=Path, help="write devloop.svg into this directory")
     args = parser.parse_args()
+    bars = []
     apps = args.apps.split(",")
     servers = args.servers.split(",")
     for server in servers:
@@ -284,6 +292,21 @@ def main() -> None:
                     f"{med(r['seen'])} | {med(r['ready'])} |",  # type: ignore[arg-type]
                     flush=True,
                 )
+                lost = f"{r['refused']} refused, {r['failed']} failed"
+                bars.append(Bar(f"{APP_NAMES.get(name, name)}, {server}", label, median, lost))
+    if args.plots:
+        args.plots.mkdir(parents=True, exist_ok=True)
+        write_bars(
+            bars,
+            args.plots / "devloop.svg",
+            f"Save -> the new code answers, median of {args.edits} edits "
+            "(a client polling every 2 ms, never retrying)",
+        )
+        print(f"wrote {args.plots / 'devloop.svg'}")
+
+
+# How the picture names the apps.
+APP_NAMES = {"hello": "hello app", "shop": "FastAPI shop", "blog": "Django blog"}
 
 
 if __name__ == "__main__":

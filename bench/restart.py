@@ -2,6 +2,7 @@
 side in one run.
 
     python bench/restart.py [--restarts N] [--no-systemd] [--only a,b,...]
+                            [--plots DIR]
 
 (a)  Granian binding its own socket, restarted stop-then-start (what a
      service without a socket unit gets from `systemctl restart`);
@@ -39,6 +40,10 @@ time (from the restart signal to the first answer from a new worker). Beside
 them, clients that never retry (tests/nonretrying.py): 8 kept-alive
 connections sending GETs back to back and 8 sending POSTs; every request
 without a complete answer (refused included) is a failure.
+
+--plots DIR writes DIR/restarts.svg: for (a), (d), (c) and (h), every restart
+overlaid on its moment, requests answered and the slowest per 20 ms, and
+each refused connection or failed request marked (bench/plots.py).
 """
 
 from __future__ import annotations
@@ -57,11 +62,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from e2e.loadgen import Load, wait_serving  # noqa: E402
 from nonretrying import NeverRetries  # noqa: E402
+from plots import Timeline, write_restart_timelines  # noqa: E402
 
 APPS = ROOT / "tests" / "apps"
 BIN = Path(sys.executable).parent
@@ -108,7 +115,7 @@ def start_launcher(server: str, port: int, *options: str) -> subprocess.Popen[by
     )
 
 
-def process_scenario(server: str, options: list[str], restarts: int) -> dict[str, float]:
+def process_scenario(server: str, options: list[str], restarts: int) -> dict[str, Any]:
     """With no `options`: `server` binds itself, restarted stop-then-start;
     else listenfd run with those options, restarted by SIGHUP."""
     port = free_port()
@@ -132,7 +139,7 @@ def process_scenario(server: str, options: list[str], restarts: int) -> dict[str
         proc.wait(timeout=60)
 
 
-def edit_scenario(reloader: str, restarts: int) -> dict[str, float]:
+def edit_scenario(reloader: str, restarts: int) -> dict[str, Any]:
     """The dev loop: a file edit restarts the server."""
     with tempfile.TemporaryDirectory() as d:
         app = Path(d) / "hello.py"
@@ -169,7 +176,7 @@ def without_defer_accept(socket_unit: str) -> str:
     return "".join(kept)
 
 
-def systemd_scenario(variant: str, restarts: int) -> dict[str, float]:
+def systemd_scenario(variant: str, restarts: int) -> dict[str, Any]:
     from e2e.deploy import AppTree, example
     from e2e.nspawn import Container
 
@@ -212,10 +219,9 @@ def systemd_scenario(variant: str, restarts: int) -> dict[str, float]:
         app.remove()
 
 
-def measure(
-    port: int, restarts: int, restart: Callable[[], None], settle: float
-) -> dict[str, float]:
+def measure(port: int, restarts: int, restart: Callable[[], None], settle: float) -> dict[str, Any]:
     to_serving = []
+    restarted_at = []
     gets = NeverRetries(port, connections=8)
     posts = NeverRetries(port, connections=8, method="POST")
     with Load(port) as load, gets, posts:
@@ -223,10 +229,22 @@ def measure(
         for _ in range(restarts):
             old = load.pids_since(time.monotonic() - 0.5)
             since = time.monotonic()
+            restarted_at.append(since)
             restart()
             to_serving.append(load.first_new_answer(since, old))
             time.sleep(settle)
+    marks: dict[str, list[float]] = {"never": sorted(gets.failed_at + posts.failed_at)}
+    for at, what, _ in load.timeline:
+        if what != "ok":
+            marks.setdefault(what, []).append(at)
+    timeline = Timeline(
+        "",
+        restarted_at,
+        [(at, latency) for at, what, latency in load.timeline if what == "ok"],
+        marks,
+    )
     return {
+        "timeline": timeline,
         **load.summary(restarts),
         "serving": statistics.median(to_serving) * 1000,
         "never_get": gets.failed / restarts,
@@ -234,7 +252,7 @@ def measure(
     }
 
 
-SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, float]], bool]] = {
+SCENARIOS: dict[str, tuple[str, Callable[[int], dict[str, Any]], bool]] = {
     # key: (label, run(restarts), needs systemd)
     "a": (
         "(a) Granian binds itself, stop then start",
@@ -313,6 +331,7 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=20)
     parser.add_argument("--no-systemd", action="store_true", help="skip the systemd scenarios")
     parser.add_argument("--only", help="comma-separated scenario keys (a,b,b0,...)")
+    parser.add_argument("--plots", type=Path, help="write restarts.svg into this directory")
     args = parser.parse_args()
     keys = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = [k for k in keys if k not in SCENARIOS]
@@ -347,6 +366,26 @@ def main() -> None:
             f"{r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['serving']:.0f} |"
         )
     print("\n(per restart; restart-to-serving: median)")
+    if args.plots:
+        plotted = [k for k in PLOTTED if k in results]
+        timelines = []
+        for key in plotted:
+            timeline = results[key]["timeline"]
+            timeline.title = SCENARIOS[key][0]
+            timelines.append(timeline)
+        args.plots.mkdir(parents=True, exist_ok=True)
+        write_restart_timelines(
+            timelines,
+            args.plots / "restarts.svg",
+            f"Granian (2 workers, hello app) restarted {args.restarts} times under load, "
+            "every restart overlaid at 0",
+        )
+        print(f"wrote {args.plots / 'restarts.svg'} ({', '.join(plotted)})")
+
+
+# The scenarios of the timeline picture: the port bound by Granian itself,
+# the socket unit, listenfd run's overlap, and the launcher under systemd.
+PLOTTED = ["a", "d", "c", "h"]
 
 
 def systemd_unavailable() -> str | None:

@@ -48,6 +48,7 @@ class NeverRetries:
     non_2xx: int = 0
     closed_by_server: int = 0  # responses with Connection: close
     why: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # monotonic times, for plots
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -95,6 +96,7 @@ class NeverRetries:
     def _count(self, failed: str) -> None:
         with self.lock:
             self.failed += 1
+            self.failed_at.append(time.monotonic())
             if len(self.why) < 5:
                 self.why.append(f"{failed} at {time.monotonic():.3f}")
 

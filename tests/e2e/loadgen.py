@@ -71,6 +71,9 @@ class Load:
     retried: int = 0  # keep-alive: no response byte on a reused connection, retried once
     failed_keep_alive: int = 0  # keep-alive: failed on a new connection or after the retry
     answers: list[tuple[float, int]] = field(default_factory=list)  # (time, server pid)
+    # Every outcome as (monotonic time, what, latency s): "ok", "refused",
+    # "failed", "retried" (latency 0 but for "ok"), for the bench's plots.
+    timeline: list[tuple[float, str, float]] = field(default_factory=list)
     # Why failures failed (the first few), for the assertion's message.
     why: list[str] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -80,8 +83,13 @@ class Load:
         match = re.search(rb"pid (\d+)", body)
         with self.lock:
             self.latencies.append(now - started)
+            self.timeline.append((now, "ok", now - started))
             if match:
                 self.answers.append((now, int(match.group(1))))
+
+    def _mark(self, what: str) -> None:
+        """Under the lock: one outcome that is not an answer."""
+        self.timeline.append((time.monotonic(), what, 0.0))
 
     def _note(self, where: str, exc: OSError) -> None:
         if len(self.why) < 5:
@@ -103,10 +111,12 @@ class Load:
             except ConnectionRefusedError:
                 with self.lock:
                     self.refused += 1
+                    self._mark("refused")
                 time.sleep(0.001)
             except OSError as exc:
                 with self.lock:
                     self.failed += 1
+                    self._mark("failed")
                     self._note("new connection", exc)
 
     def keep_alive_client(self) -> None:
@@ -126,6 +136,7 @@ class Load:
                 except ConnectionRefusedError:
                     with self.lock:
                         self.refused += 1
+                        self._mark("refused")
                     conn = None
                     time.sleep(0.001)
                     break
@@ -138,9 +149,11 @@ class Load:
                         retrying = True
                         with self.lock:
                             self.retried += 1
+                            self._mark("retried")
                         continue
                     with self.lock:
                         self.failed_keep_alive += 1
+                        self._mark("failed")
                         self._note("keep-alive, the retry" if retrying else "keep-alive", exc)
                     break
         if conn is not None:
