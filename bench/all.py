@@ -1,9 +1,10 @@
 """Every benchmark, one after the other, each printing its table:
 
-    python bench/all.py [--quick]
+    python bench/all.py [--quick] [--plots]
 
-the figures of the README's "Numbers" section, with the arguments used there
-(--quick: fewer rounds, for a look rather than for the README). Runs about
+the figures of docs/benchmarks.md, with the arguments used there (--quick:
+fewer rounds, for a look rather than for the docs; --plots: the pictures
+too, written into docs/img/ by the benches that draw them). Runs about
 40 minutes on 2 cpus; the restart bench's systemd scenarios need root and
 systemd-nspawn and are skipped, with the reason, otherwise."""
 
@@ -16,9 +17,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PLOTS = HERE.parent / "docs" / "img"
+# The benches that draw pictures (`--plots DIR`).
+DRAWING = {"restart.py", "devloop.py"}
 
 BENCHES = [
-    # (script, README arguments, quick arguments)
+    # (script, the arguments of docs/benchmarks.md, quick arguments)
     ("claim.py", ["--rounds", "31"], ["--rounds", "5"]),
     ("startup_hook.py", ["--runs", "2000"], ["--runs", "60"]),
     ("startup_hook.py", ["--forms"], ["--forms"]),
@@ -33,10 +37,13 @@ BENCHES = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--plots", action="store_true", help=f"write the pictures into {PLOTS}")
     args = parser.parse_args()
     failed = []
     for script, full, quick in BENCHES:
         argv = [sys.executable, str(HERE / script), *(quick if args.quick else full)]
+        if args.plots and script in DRAWING:
+            argv += ["--plots", str(PLOTS)]
         print(f"\n## python bench/{script} {' '.join(argv[2:])}\n", flush=True)
         started = time.monotonic()
         if subprocess.run(argv).returncode != 0:

@@ -299,8 +299,8 @@ def main() -> None:
         write_bars(
             bars,
             args.plots / "devloop.svg",
-            f"Save -> the new code answers, median of {args.edits} edits "
-            "(a client polling every 2 ms, never retrying)",
+            f"Save -> the new code answers, median of {args.edits} edits; refused and "
+            f"failed: over all {args.edits} (a client polling every 2 ms, never retrying)",
         )
         print(f"wrote {args.plots / 'devloop.svg'}")
 

@@ -15,12 +15,43 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 FILE_BLOCK = re.compile(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```\n", re.S)
+# The file without its comment and blank lines (the README's short units).
+UNCOMMENTED_BLOCK = re.compile(r"<!-- file: (\S+), comments left out -->\n```\w*\n(.*?)```\n", re.S)
+# Lines taken from a file, in its order (what is between them left out).
+LINES_BLOCK = re.compile(r"<!-- lines of: (\S+) -->\n```\w*\n(.*?)```\n", re.S)
+WITH_README = [*DOCS, ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def uncommented(text: str) -> str:
+    return "".join(
+        line for line in text.splitlines(keepends=True) if line.strip() and line[0] != "#"
+    )
+
+
+@pytest.mark.parametrize("doc", WITH_README, ids=lambda p: p.name)
 def test_files_shown_in_the_docs_are_the_example_files(doc: Path) -> None:
-    for path, shown in FILE_BLOCK.findall(doc.read_text()):
+    text = doc.read_text()
+    for path, shown in FILE_BLOCK.findall(text):
         assert shown == (ROOT / path).read_text(), f"{doc.name} shows an outdated {path}"
+    for path, shown in UNCOMMENTED_BLOCK.findall(text):
+        want = uncommented((ROOT / path).read_text())
+        assert shown == want, f"{doc.name} shows an outdated {path}"
+    for path, shown in LINES_BLOCK.findall(text):
+        lines = iter((ROOT / path).read_text().splitlines())
+        missing = [line for line in shown.splitlines() if line not in lines]
+        assert not missing, f"{doc.name} shows lines not in {path} (in order): {missing}"
+
+
+def test_the_readme_shows_files_the_way_the_test_reads_them() -> None:
+    """A marker the test does not recognise would leave a block unchecked."""
+    text = (ROOT / "README.md").read_text()
+    markers = re.findall(r"<!-- (?:file|lines of)[^>]*-->", text)
+    checked = [
+        *FILE_BLOCK.findall(text),
+        *UNCOMMENTED_BLOCK.findall(text),
+        *LINES_BLOCK.findall(text),
+    ]
+    assert len(markers) == len(checked) == 3
 
 
 def test_the_deployment_guide_shows_every_example_unit() -> None:
@@ -51,7 +82,7 @@ def test_the_api_reference_covers_every_public_name() -> None:
     assert names - documented == set()
 
 
-@pytest.mark.parametrize("doc", [*DOCS, ROOT / "README.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", WITH_README, ids=lambda p: p.name)
 def test_relative_links_resolve(doc: Path) -> None:
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
         assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
