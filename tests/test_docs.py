@@ -3,7 +3,11 @@ files of examples/, the API reference covers every public name, links resolve.""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import listenfd
@@ -100,3 +104,19 @@ def test_the_extras_install_the_releases_each_server_module_supports() -> None:
         "uvicorn": [f"uvicorn{SUPPORTED_UVICORN}"],
         "hypercorn": [f"hypercorn{SUPPORTED_HYPERCORN}"],
     }
+
+
+def test_the_readmes_python_sketch_runs() -> None:
+    """The README's API sketch, as written but for the port (a free one)."""
+    text = (ROOT / "README.md").read_text()
+    (sketch,) = re.findall(r"## Python API\n\n```python\n(.*?)```", text, re.S)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = sketch.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    code += f"\nassert socks == [] and sock.getsockname()[1] == {port}\n"
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
