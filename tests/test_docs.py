@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import listenfd
@@ -120,3 +121,51 @@ def test_the_readmes_python_sketch_runs() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
     )
     assert done.returncode == 0, done.stderr
+
+
+# A console block: `$ COMMAND` and what it prints.
+CONSOLE_BLOCK = re.compile(r"```console\n\$ (.*?)\n(.*?)```\n", re.S)
+CONSOLE_BLOCKS = [
+    (doc, command, shown)
+    for doc in WITH_README
+    for command, shown in CONSOLE_BLOCK.findall(doc.read_text())
+]
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/systemd-socket-activate").exists() and not os.environ.get("CI"),
+    reason="no systemd-socket-activate",
+)
+@pytest.mark.parametrize(
+    ("doc", "command", "shown"), CONSOLE_BLOCKS, ids=lambda v: getattr(v, "name", "")
+)
+def test_console_blocks_show_what_the_command_prints(doc: Path, command: str, shown: str) -> None:
+    """Each `$ command` of the docs, run here (free ports for the example's,
+    this environment's listenfd): the lines it prints are the ones shown, but
+    for the pid."""
+    ports = {}
+    for port in sorted(set(re.findall(r":(80\d\d)\b", command))):
+        with socket.socket(socket.AF_INET6 if "[::1]:" + port in command else socket.AF_INET) as s:
+            s.bind(("::1" if "[::1]:" + port in command else "127.0.0.1", 0))
+            ports[port] = str(s.getsockname()[1])
+    listenfd = str(Path(sys.executable).with_name("listenfd"))
+    argv = command.split()
+    argv = [listenfd if a.endswith("/bin/listenfd") else a.strip("'") for a in argv]
+    for old, new in ports.items():
+        argv = [a.replace(":" + old, ":" + new) for a in argv]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if argv[0] == "systemd-socket-activate":
+        # It starts the command at the first connection, as a socket unit does.
+        first = next(iter(ports.values()))
+        host = "::1" if f"[::1]:{first}" in " ".join(argv) else "127.0.0.1"
+        for _ in range(200):
+            try:
+                socket.create_connection((host, int(first)), timeout=5).close()
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+    printed, _ = proc.communicate(timeout=30)  # stderr: systemd-socket-activate's own
+    for old, new in ports.items():
+        printed = printed.replace(":" + new, ":" + old)
+    same_pid = re.sub(r"pid \d+", "pid N", printed)
+    assert same_pid == re.sub(r"pid \d+", "pid N", shown), f"{doc.name}: {command}"
