@@ -29,19 +29,14 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from common import BIN, ROOT, held_socket, server_argv, start_on_held
+from e2e.loadgen import Load, wait_serving
 
-from e2e.loadgen import Load, wait_serving  # noqa: E402
-from listenfd.testing import spawn  # noqa: E402
-
-BIN = Path(sys.executable).parent
 BROKEN = "\ndef broken(:\n"
 
 
@@ -55,19 +50,8 @@ APPS = {
 def start(
     server: str, folder: Path, target: str = "hello:asgi"
 ) -> tuple[subprocess.Popen[bytes], socket.socket]:
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    holder.listen(4096)
-    flags = ["--interface", "asgi"] if server == "granian" else []
-    argv = [str(BIN / server), *flags, "--systemd-socket", "--workers", "2", target]
-    proc = spawn(
-        argv,
-        [holder],
-        ["web"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    holder = held_socket()
+    proc = start_on_held(server_argv(server, target), holder, folder)
     wait_serving(holder.getsockname()[1])
     return proc, holder
 

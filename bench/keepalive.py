@@ -34,21 +34,25 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from common import (
+    BIN,
+    QUIET,
+    ROOT,
+    WORKERS,
+    free_port,
+    held_socket,
+    own_bind,
+    server_argv,
+    start_on_held,
+)
+from e2e.loadgen import wait_serving
 
-from e2e.loadgen import wait_serving  # noqa: E402
-from listenfd.testing import spawn  # noqa: E402
-
-BIN = Path(sys.executable).parent
-WORKERS = "2"
 # app -> (what to copy, import path, GET path, POST path)
 APPS = {
     "hello": (ROOT / "tests" / "apps" / "hello.py", "hello:asgi", "/", "/"),
@@ -58,24 +62,6 @@ POST_SCRIPT = """wrk.method = "POST"
 wrk.body = '{"name": "widget", "price": "3.00"}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_argv(server: str, target: str) -> list[str]:
-    flags = ["--interface", "asgi"] if server == "granian" else []
-    workers = ["--workers", WORKERS] if server != "hypercorn" else ["-w", WORKERS]
-    return [str(BIN / server), *flags, *workers, target]
-
-
-def own_bind(server: str, port: int) -> list[str]:
-    if server == "hypercorn":
-        return ["--bind", f"127.0.0.1:{port}"]
-    return ["--host", "127.0.0.1", "--port", str(port)]
 
 
 class Deployed:
@@ -90,19 +76,16 @@ class Deployed:
         self.spacing = 2 * 3.5 + 1.5 if (way, server) == ("own", "granian") else 1.5
         self.holder: socket.socket | None = None
         argv = server_argv(server, target)
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": folder}
         if way == "own":
-            self.proc = subprocess.Popen([*argv, *own_bind(server, self.port)], **quiet)  # type: ignore[call-overload]
+            own = [*argv, *own_bind(server, self.port)]
+            self.proc = subprocess.Popen(own, cwd=folder, **QUIET)  # type: ignore[call-overload]
         elif way == "run":
             launcher = [str(BIN / "listenfd"), "run", "-s", f"http::127.0.0.1:{self.port}", "--"]
-            self.proc = subprocess.Popen([*launcher, *argv, "--systemd-socket"], **quiet)  # type: ignore[call-overload]
+            run = [*launcher, *argv, "--systemd-socket"]
+            self.proc = subprocess.Popen(run, cwd=folder, **QUIET)  # type: ignore[call-overload]
         else:
-            holder = socket.socket()
-            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            holder.bind(("127.0.0.1", self.port))
-            holder.listen(4096)
-            self.holder = holder
-            self.proc = spawn([*argv, "--systemd-socket"], [holder], ["web"], **quiet)
+            self.holder = held_socket(self.port)
+            self.proc = start_on_held(argv, self.holder, folder)
         wait_serving(self.port)
         time.sleep(1.0)  # every worker up
 

@@ -53,7 +53,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from common import free_port  # noqa: E402
 from e2e.loadgen import Load, wait_serving  # noqa: E402
 from nonretrying import NeverRetries  # noqa: E402
 from plots import Timeline, write_restart_timelines  # noqa: E402
@@ -76,12 +76,6 @@ GRANIAN_ARGS = ["--interface", "asgi", "--workers", "2", "--log-level", "warning
 READY_DELAY = 2.0
 SYSTEMD_PORT = 8000  # ListenStream= / --port of the example units
 SYSTEMD_SPACING = 2.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 SERVER_ARGS = {
