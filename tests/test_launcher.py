@@ -616,3 +616,47 @@ def test_granian_fd_store_without_a_socket_unit(tmp_path: Path) -> None:
     assert 'stored 1 fd(s) as "granian" (0 already stored)' in err, err
     assert "no stored socket 'granian' yet; bound, stored in the FD store" in err
     assert "using fd 3 'granian'" in err
+
+
+def test_each_line_of_the_launcher_is_whole_beside_a_chatty_child(tmp_path: Path) -> None:
+    """The launcher and its children share stderr (a terminal, the journal):
+    every `listenfd:` line goes out in one write, so a child writing all the
+    time never cuts one in two (seen under systemd before: a line split
+    across journal entries)."""
+    chatter = (
+        "import os, sys, time\n"
+        "end = time.monotonic() + 30\n"
+        "while time.monotonic() < end:\n"
+        "    os.write(2, b'noise ' * 8 + b'\\n')\n"
+    )
+    script = tmp_path / "child.py"
+    script.write_text(chatter)
+    proc = subprocess.Popen(
+        [LISTENFD, "run", "-v", "--ready-delay", "0.2", "--", sys.executable, str(script)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=python_env(),
+    )
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []))  # type: ignore[arg-type]
+    reader.start()
+    try:
+        for _ in range(10):
+            time.sleep(0.4)
+            proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    ours = [line for line in lines if b"listenfd" in line]
+    assert sum(b"restarting: SIGHUP" in line for line in ours) == 10, ours[-20:]
+    cut = [
+        line for line in ours if not re.fullmatch(rb"listenfd: [^\n]*\n", line) or b"noise" in line
+    ]
+    assert not cut, cut[:5]
+    whole_chatter = b"noise " * 8 + b"\n"
+    others = [line for line in lines if line not in ours and line != whole_chatter]
+    assert not others, others[:5]

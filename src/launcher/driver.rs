@@ -118,7 +118,7 @@ impl Driver {
     fn flush_log(&mut self) {
         for event in self.engine.take_events() {
             if self.shown.is_some_and(|least| event.level() >= least) {
-                eprintln!("listenfd: {event}");
+                say(format_args!("{event}"));
             }
         }
         let notices = self.engine.take_upstream();
@@ -130,7 +130,7 @@ impl Driver {
             let borrowed: Vec<_> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
             if let Err(e) = crate::notify::send(address, &message, &borrowed) {
                 if self.shown.is_some() {
-                    eprintln!("listenfd: telling the service manager {message:?}: {e}");
+                    say(format_args!("telling the service manager {message:?}: {e}"));
                 }
             }
         }
@@ -160,7 +160,7 @@ impl Driver {
                 Ok(None) => return true,
                 Err(e) => {
                     if self.shown.is_some() {
-                        eprintln!("listenfd: notify socket: {e}");
+                        say(format_args!("notify socket: {e}"));
                     }
                     return true;
                 }
@@ -206,7 +206,7 @@ impl Driver {
                     }
                     Err(e) => {
                         if self.shown.is_some() {
-                            eprintln!("listenfd: notify socket: {e}");
+                            say(format_args!("notify socket: {e}"));
                         }
                     }
                 },
@@ -217,7 +217,7 @@ impl Driver {
                     Ok(stream) => self.serve_control(stream),
                     Err(e) => {
                         if self.shown.is_some() {
-                            eprintln!("listenfd: control socket: {e}");
+                            say(format_args!("control socket: {e}"));
                         }
                     }
                 },
@@ -232,7 +232,7 @@ impl Driver {
         self.flush_log();
         let code = self.engine.exit_code();
         if self.shown.is_some() {
-            eprintln!("listenfd: exiting with status {code}");
+            say(format_args!("exiting with status {code}"));
         }
         self.status.send_modify(|s| {
             s.pid = None;
@@ -268,6 +268,15 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// One `listenfd:` line on stderr, written with one `write(2)`: the
+/// children write to the same stderr (the journal, a terminal), and a line
+/// written in pieces could be cut by theirs.
+pub(super) fn say(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let line = format!("listenfd: {text}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 fn far_future() -> Instant {

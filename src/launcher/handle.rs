@@ -91,7 +91,7 @@ impl Launcher {
         };
         if config.verbose {
             for line in &sockets {
-                eprintln!("listenfd: {line}");
+                super::driver::say(format_args!("{line}"));
             }
         }
         let (req_tx, req_rx) = mpsc::unbounded_channel();

@@ -61,6 +61,36 @@ def restarts_under_load(
     return load
 
 
+# The --env-file of examples/systemd/listenfd-run/granian.service.
+ENV_FILE = "/etc/granian/app.env"
+
+
+def releases_under_load(
+    systemd: Container, app: AppTree, port: int, n: int, target: tuple[str, int]
+) -> tuple[Load, Restarts, list[str]]:
+    """`n` x `systemctl reload granian.service` under load, release `i`
+    deployed before each (code `v{i}`, `APP_RELEASE=r{i}` in ENV_FILE); the
+    first answer after each reload returned."""
+    reloads = Restarts(systemd, "granian.service", verb="reload")
+    answers: list[str] = []
+
+    def deploy(i: int) -> None:
+        app.deploy_code(f"v{i}")
+        systemd.write(ENV_FILE, f"APP_RELEASE=r{i}\n")
+
+    load = restarts_under_load(
+        reloads, port, n, lambda: answers.append(get(target)), before_each=deploy
+    )
+    return load, reloads, answers
+
+
+def assert_each_reload_served_its_release(answers: list[str]) -> None:
+    for i, answer in enumerate(answers):
+        assert (field(answer, "code"), field(answer, "release")) == (f"v{i}", f"r{i}"), (
+            "the request right after `systemctl reload` returned gets the new version"
+        )
+
+
 def report(what: str, load: Load, restarts: Restarts) -> None:
     n = len(restarts.durations)
     s = load.summary(n)

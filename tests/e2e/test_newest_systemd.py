@@ -13,7 +13,15 @@ import pytest
 from granian_helpers import get, listeners
 
 from e2e.deploy import AppTree, example, port_is_free, unit_value
-from e2e.harness import Restarts, field, report, restarts_under_load
+from e2e.harness import (
+    ENV_FILE,
+    Restarts,
+    assert_each_reload_served_its_release,
+    field,
+    releases_under_load,
+    report,
+    restarts_under_load,
+)
 from e2e.loadgen import assert_nothing_dropped
 from e2e.nspawn import SID_ROOT, Container, unavailable
 
@@ -31,7 +39,6 @@ FDSTORE_SERVICE = example("fdstore/granian.service")
 HOST, _, PORT_TEXT = unit_value(SOCKET, "ListenStream").rpartition(":")
 PORT = int(PORT_TEXT)
 TARGET = (HOST, PORT)
-ENV_FILE = "/etc/granian/app.env"
 assert f"--env-file {ENV_FILE}" in INHERIT_SERVICE, "the example service changed: update this"
 # The pidfd inode id of a process, as systemd >= 258 puts it in LISTEN_PIDFDID.
 PIDFD_ID = "import os, sys; print(os.fstat(os.pidfd_open(int(sys.argv[1]))).st_ino)"
@@ -125,20 +132,10 @@ def test_reload_through_listenfd_run_inherit(systemd: Container, app: AppTree) -
     try:
         systemd.systemctl("start", "granian.socket", "granian.service")
         main_pid = systemd.show("granian.service", "MainPID")
-        reloads = Restarts(systemd, "granian.service", verb="reload")
-        answers: list[str] = []
-
-        def deploy(i: int) -> None:
-            app.deploy_code(f"v{i}")
-            systemd.write(ENV_FILE, f"APP_RELEASE=r{i}\n")
-
-        load = restarts_under_load(
-            reloads, PORT, 5, lambda: answers.append(get(TARGET)), before_each=deploy
-        )
+        load, reloads, answers = releases_under_load(systemd, app, PORT, 5, TARGET)
         report("systemd 262, listenfd run --inherit, 5 x systemctl reload", load, reloads)
         assert_nothing_dropped(load)
-        for i, answer in enumerate(answers):
-            assert (field(answer, "code"), field(answer, "release")) == (f"v{i}", f"r{i}")
+        assert_each_reload_served_its_release(answers)
         assert systemd.show("granian.service", "MainPID") == main_pid, "reloaded, not restarted"
     finally:
         swap_service(systemd, SERVICE)
