@@ -131,7 +131,7 @@ impl ChildPlan {
             fds,
             display: command
                 .iter()
-                .map(|a| a.to_string_lossy().into_owned())
+                .map(|a| one_line(&a.to_string_lossy()))
                 .collect::<Vec<_>>()
                 .join(" "),
         })
@@ -243,6 +243,20 @@ impl ChildPlan {
     }
 }
 
+/// An argument as it can stand in a one-line log entry: control characters
+/// (the newlines of a `python -c` script) escaped.
+fn one_line(argument: &str) -> String {
+    let mut shown = String::with_capacity(argument.len());
+    for c in argument.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
 fn max_fd() -> RawFd {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -345,5 +359,25 @@ unsafe fn child_after_fork(
         close_range(pipe + 1, libc::c_uint::MAX);
         libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
         fail(libc::ENOEXEC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn arguments_shown_on_one_line() {
+        for (argument, shown) in [
+            ("app:app", "app:app"),
+            ("it's \\ fine", "it's \\ fine"),
+            (
+                "import os\nos.write(2, b'x')\n",
+                "import os\\nos.write(2, b'x')\\n",
+            ),
+            ("a\tb\r\x1b[0m", "a\\tb\\r\\u{1b}[0m"),
+        ] {
+            assert_eq!(one_line(argument), shown, "{argument:?}");
+        }
     }
 }
