@@ -41,11 +41,19 @@ class Container:
     `systemctl daemon-reload`, as an admin would edit /etc/systemd/system."""
 
     def __init__(
-        self, name: str, units: dict[str, str], binds: Sequence[Bind], root: Path = Path("/")
+        self,
+        name: str,
+        units: dict[str, str],
+        binds: Sequence[Bind],
+        root: Path = Path("/"),
+        writable_units: bool = False,
     ) -> None:
         """`root`: the tree whose /usr boots (the host's own, or another
-        distribution's, such as the sid root of scripts/sid-root.sh)."""
+        distribution's, such as the sid root of scripts/sid-root.sh).
+        `writable_units`: systemd inside may write /etc/systemd/system
+        (`systemctl enable` puts its symlinks there)."""
         self.name = name
+        self.writable_units = writable_units
         self.root = root
         self.units = units
         self.binds = [(b, b) if isinstance(b, Path) else b for b in binds]
@@ -77,7 +85,8 @@ class Container:
             "-M",
             self.name,
         ]
-        args.append(f"--bind-ro={self.unit_dir}:/etc/systemd/system")
+        bind = "--bind" if self.writable_units else "--bind-ro"
+        args.append(f"{bind}={self.unit_dir}:/etc/systemd/system")
         for host, inside in self.binds:
             args.append(f"--bind-ro={host}:{inside}")
         args.append("systemd.firstboot=off")
